@@ -1,0 +1,180 @@
+//! The command line, as clap sees it. The man page and completions are
+//! generated from this same definition.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::RouteKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "f2b-route",
+    version,
+    about = "Blackhole host routes for fail2ban bans, for BGP to carry to a firewall",
+    long_about = "Adds and removes blackhole host routes (/32, /128) for the addresses \
+        fail2ban bans, through rtnetlink. Every route carries a marker (protocol, metric, \
+        table) so that f2b-route only ever touches its own routes, and FRR can redistribute \
+        exactly those to the firewall over BGP.",
+    after_help = "Exit status: 0 ok, 1 failure, 2 usage or bad input, 3 refused by the guard, \
+        4 no permission or netlink unavailable, 5 conflict with someone else's unicast route, \
+        6 configuration missing or invalid."
+)]
+pub struct Cli {
+    /// Configuration file [default: /etc/f2b-route/f2b-route.toml, built-in defaults if absent]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Directory of the ledger of holds (overrides the config's state_dir)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Print nothing but errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print one line per address
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Blackhole addresses (idempotent: an existing route of ours is success)
+    Add(AddArgs),
+    /// Release holds and remove routes no jail holds any more (a missing route is success)
+    Del(DelArgs),
+    /// List every route f2b-route owns: address, type, jails holding it, since when
+    List(ListArgs),
+    /// Without --jail: remove every route f2b-route owns; with: release that jail's holds
+    Flush(FlushArgs),
+    /// Preflight for fail2ban's actionstart: config, netlink, privileges, state dir; repairs leftovers
+    Check,
+    /// Print a config for FRR, OpenBGPD, pf or fail2ban filled in from this config
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The jail that holds the route (default: a manual hold, "@manual")
+    #[arg(long, value_name = "NAME", value_parser = parse_jail)]
+    pub jail: Option<String>,
+    /// Route type [default: the config's `type`, blackhole]
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    pub kind: Option<RouteKind>,
+    /// Host addresses, IPv4 or IPv6; "-" reads one address a line from stdin
+    #[arg(value_name = "IP", required = true, allow_hyphen_values = true)]
+    pub ips: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DelArgs {
+    /// Release only this jail's hold; the route goes when no jail holds it
+    /// (default: remove the route whoever holds it)
+    #[arg(long, value_name = "NAME", value_parser = parse_jail)]
+    pub jail: Option<String>,
+    /// Host addresses; "-" reads one address a line from stdin
+    #[arg(value_name = "IP", required = true, allow_hyphen_values = true)]
+    pub ips: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// JSON Lines: one object per route (address, prefix, family, type, protocol, metric, table, jails, since)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FlushArgs {
+    /// Release this jail's holds only
+    #[arg(long, value_name = "NAME", value_parser = parse_jail)]
+    pub jail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderTarget {
+    /// FRR bgpd configuration for the log host
+    Frr,
+    /// OpenBGPD configuration for the firewall
+    Openbgpd,
+    /// pf rules for the firewall
+    Pf,
+    /// fail2ban jail for the log host
+    Jail,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// What to render
+    #[arg(value_enum)]
+    pub target: RenderTarget,
+    /// Our AS number
+    #[arg(long, value_name = "N")]
+    pub local_as: Option<u32>,
+    /// BGP peer address (repeatable) [default: the config's peers]
+    #[arg(long = "peer", value_name = "IP")]
+    pub peers: Vec<IpAddr>,
+    /// The peers' AS number
+    #[arg(long, value_name = "N")]
+    pub peer_as: Option<u32>,
+    /// BGP router id
+    #[arg(long, value_name = "IP")]
+    pub router_id: Option<Ipv4Addr>,
+    /// Interface the block rule applies to (pf)
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<String>,
+    /// Leave out `set pftable` (OpenBGPD portable on Linux rejects it)
+    #[arg(long)]
+    pub no_pftable: bool,
+}
+
+fn parse_jail(s: &str) -> Result<String, String> {
+    if crate::ledger::valid_jail(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("use 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_interface_fail2ban_uses() {
+        let cli = Cli::try_parse_from([
+            "f2b-route",
+            "-q",
+            "add",
+            "--jail",
+            "sshd",
+            "--type",
+            "unreachable",
+            "198.51.100.7",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Add(a) => {
+                assert_eq!(a.jail.as_deref(), Some("sshd"));
+                assert_eq!(a.kind, Some(RouteKind::Unreachable));
+                assert_eq!(a.ips, vec!["198.51.100.7"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(cli.quiet);
+        assert!(
+            Cli::try_parse_from(["f2b-route", "add", "--jail", "a/b", "198.51.100.7"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["f2b-route", "add"]).is_err());
+        assert!(Cli::try_parse_from(["f2b-route", "-q", "-v", "check"]).is_err());
+        let cli = Cli::try_parse_from(["f2b-route", "del", "-"]).unwrap();
+        assert!(matches!(cli.command, Command::Del(d) if d.ips == vec!["-"]));
+    }
+}

@@ -1,0 +1,110 @@
+//! `add`: validate everything, refuse what the guard or a foreign route
+//! forbids, then create the routes and record the holds.
+
+use std::net::IpAddr;
+
+use anyhow::Result;
+
+use super::{addresses, count, kernel_failure, Ctx};
+use crate::cli::AddArgs;
+use crate::error::Error;
+use crate::guard::Guard;
+use crate::kernel::{Added, Kernel};
+use crate::ledger::{self, Access, Ledger};
+use crate::route::Lookup;
+
+pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
+    let addrs = addresses(&args.ips)?;
+    let jail = args.jail.as_deref().unwrap_or(ledger::MANUAL);
+    let kind = args.kind.unwrap_or(ctx.config.route_type);
+
+    let kernel = Kernel::connect()?;
+    let (local, lookups) = futures::try_join!(kernel.local_addresses(), kernel.lookup(&addrs))?;
+
+    let guard = Guard::new(&ctx.config, local);
+    let refused: Vec<_> = addrs
+        .iter()
+        .filter_map(|ip| guard.check(*ip).err().map(|rule| (*ip, rule)))
+        .collect();
+    for (ip, rule) in &refused {
+        ctx.out.refusal(&format!("refused {ip} for {jail}: {rule}"));
+    }
+    if let Some((addr, rule)) = refused.first() {
+        return Err(Error::Refused {
+            addr: *addr,
+            rule: rule.clone(),
+            more: refused.len() - 1,
+        }
+        .into());
+    }
+
+    let conflicts: Vec<(IpAddr, &String)> = addrs
+        .iter()
+        .zip(&lookups)
+        .filter_map(|(ip, l)| match l {
+            Lookup::ForeignHost(route) => Some((*ip, route)),
+            _ => None,
+        })
+        .collect();
+    for (ip, route) in &conflicts {
+        ctx.out.refusal(&format!(
+            "refused {ip} for {jail}: someone else's unicast route {route}"
+        ));
+    }
+    if let Some((addr, route)) = conflicts.first() {
+        return Err(Error::Conflict {
+            addr: *addr,
+            route: (*route).clone(),
+            more: conflicts.len() - 1,
+        }
+        .into());
+    }
+
+    // Everything is valid: from here on we change things.
+    let mut ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
+    let outcomes = kernel.add(&addrs, kind, ctx.marker).await?;
+    let since = ledger::now();
+    let (mut created, mut present) = (0usize, 0usize);
+    let mut failures = Vec::new();
+    for ((ip, lookup), outcome) in addrs.iter().zip(&lookups).zip(outcomes) {
+        match outcome {
+            Ok(Added::Created) => {
+                // Route first, hold second: a crash in between leaves a route
+                // without hold, which still drops traffic and which `check`
+                // removes.
+                ledger.hold(jail, *ip, since)?;
+                created += 1;
+                let also = if *lookup == Lookup::Dropped {
+                    " (another route already dropped it)"
+                } else {
+                    ""
+                };
+                ctx.out
+                    .change(&format!("added {kind} {ip} for {jail}{also}"));
+            }
+            Ok(Added::Present) => {
+                let new_hold = ledger.hold(jail, *ip, since)?;
+                present += 1;
+                ctx.out.detail(&format!(
+                    "{ip}: already dropped by a route with the same metric{}",
+                    if new_hold {
+                        format!("; now also held by {jail}")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+            Err(e) => failures.push((*ip, e)),
+        }
+    }
+    let mut summary = format!("added {}", count(created, "route"));
+    if present > 0 {
+        summary.push_str(&format!(", {present} already present"));
+    }
+    if !failures.is_empty() {
+        summary.push_str(&format!(", {} failed", failures.len()));
+    }
+    ctx.out.summary(&summary);
+    kernel_failure("add", failures)?;
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! `check`: fail2ban's actionstart. Says what is wrong, or repairs what an
+//! interrupted run left and says all is well.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+
+use super::{count, Ctx};
+use crate::error::Error;
+use crate::kernel::Kernel;
+use crate::ledger::{Access, Ledger};
+
+const CAP_NET_ADMIN: u32 = 12;
+
+pub async fn run(ctx: &mut Ctx) -> Result<()> {
+    if !has_capability(CAP_NET_ADMIN) {
+        return Err(Error::NoPermission(
+            "CAP_NET_ADMIN is missing: run as root (fail2ban does)".into(),
+        )
+        .into());
+    }
+    let kernel = Kernel::connect()?;
+    kernel.local_addresses().await?;
+    let ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
+
+    // Repair: a route without a hold is the leftover of an interrupted
+    // del/add; a hold without a route means the route went behind our back.
+    let routes = kernel.owned(ctx.marker).await?;
+    let holds = ledger.all()?;
+    let routed: BTreeSet<_> = routes.iter().map(|r| r.addr).collect();
+    let orphans: Vec<_> = routed
+        .iter()
+        .copied()
+        .filter(|ip| !holds.contains_key(ip))
+        .collect();
+    let stale: Vec<_> = holds
+        .keys()
+        .copied()
+        .filter(|ip| !routed.contains(ip))
+        .collect();
+    for ip in &stale {
+        ledger.release_all(*ip)?;
+        ctx.out
+            .change(&format!("dropped the holds on {ip}: its route is gone"));
+    }
+    let outcomes = kernel.del(&orphans, ctx.marker).await?;
+    for (ip, outcome) in orphans.iter().zip(outcomes) {
+        if outcome.is_ok() {
+            ctx.out.change(&format!("removed {ip}: no jail held it"));
+        }
+    }
+    let c = &ctx.config;
+    let mut summary = format!(
+        "ok: config {}, marker protocol {} metric {} table {}, state {}, {} held",
+        ctx.config_origin,
+        c.protocol,
+        c.metric,
+        c.table_name(),
+        ctx.state_dir.display(),
+        count(routed.len() - orphans.len(), "route"),
+    );
+    if !orphans.is_empty() || !stale.is_empty() {
+        summary.push_str(&format!(
+            "; repaired {} and {}",
+            count(orphans.len(), "unheld route"),
+            count(stale.len(), "stale hold")
+        ));
+    }
+    ctx.out.summary(&summary);
+    Ok(())
+}
+
+/// Is capability `cap` in this process's effective set?
+fn has_capability(cap: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return nix::unistd::geteuid().is_root();
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|bits| bits & (1 << cap) != 0)
+}

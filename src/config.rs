@@ -1,0 +1,307 @@
+//! The one configuration file both ends agree on: route marker, route type,
+//! and the addresses that must never be blackholed.
+
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::error::Error;
+
+pub const DEFAULT_PATH: &str = "/etc/f2b-route/f2b-route.toml";
+pub const DEFAULT_STATE_DIR: &str = "/run/f2b-route";
+pub const DEFAULT_PROTOCOL: u8 = 252;
+pub const DEFAULT_METRIC: u32 = 666;
+pub const TABLE_MAIN: u32 = 254;
+const TABLE_LOCAL: u32 = 255;
+
+/// The route types that drop traffic; the only ones f2b-route creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    #[default]
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Blackhole => "blackhole",
+            RouteKind::Unreachable => "unreachable",
+            RouteKind::Prohibit => "prohibit",
+        }
+    }
+}
+
+impl fmt::Display for RouteKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for RouteKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "blackhole" => Ok(RouteKind::Blackhole),
+            "unreachable" => Ok(RouteKind::Unreachable),
+            "prohibit" => Ok(RouteKind::Prohibit),
+            other => Err(format!(
+                "unknown route type {other:?}: use blackhole, unreachable or prohibit"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Route protocol number: the marker of every route we own.
+    pub protocol: u8,
+    /// Routing table id (254 = main).
+    pub table: u32,
+    /// Type of the routes `add` creates unless `--type` says otherwise.
+    pub route_type: RouteKind,
+    /// Route metric (priority): part of the marker, and what FRR matches on.
+    pub metric: u32,
+    /// Prefixes never to blackhole.
+    pub protect: Vec<IpNet>,
+    /// BGP peers, never to blackhole.
+    pub peers: Vec<IpAddr>,
+    /// Where the ledger of holds lives.
+    pub state_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            protocol: DEFAULT_PROTOCOL,
+            table: TABLE_MAIN,
+            route_type: RouteKind::Blackhole,
+            metric: DEFAULT_METRIC,
+            protect: Vec::new(),
+            peers: Vec::new(),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    protocol: Option<u16>,
+    table: Option<RawTable>,
+    #[serde(rename = "type")]
+    route_type: Option<RouteKind>,
+    metric: Option<u32>,
+    protect: Option<Vec<String>>,
+    peers: Option<Vec<String>>,
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawTable {
+    Name(String),
+    Id(i64),
+}
+
+/// Protocol numbers FRR's zebra treats as its own (2, 11, 186-198) and the
+/// kernel's reserved ones (0-4): a route with one of these would be ignored
+/// or adopted by zebra, or mistaken for a kernel/boot/static route.
+pub fn protocol_reserved(p: u8) -> Option<&'static str> {
+    match p {
+        0..=4 => Some("0-4 are reserved by the kernel (unspec, redirect, kernel, boot, static)"),
+        11 | 186..=198 => Some("FRR's zebra claims 11 and 186-198 as its own"),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// Parse a TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, Error> {
+        let bad = |reason: String| Error::Config {
+            path: origin.to_path_buf(),
+            reason,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| bad(one_line(&e.to_string())))?;
+        let mut config = Config::default();
+        if let Some(p) = raw.protocol {
+            let p = u8::try_from(p).map_err(|_| bad(format!("protocol {p}: must be 5-255")))?;
+            if let Some(why) = protocol_reserved(p) {
+                return Err(bad(format!("protocol {p}: {why}")));
+            }
+            config.protocol = p;
+        }
+        if let Some(t) = raw.table {
+            config.table = parse_table(&t).map_err(bad)?;
+        }
+        if let Some(k) = raw.route_type {
+            config.route_type = k;
+        }
+        if let Some(m) = raw.metric {
+            config.metric = m;
+        }
+        if let Some(list) = raw.protect {
+            for s in list {
+                let net = parse_net(&s).map_err(|e| bad(format!("protect {s:?}: {e}")))?;
+                config.protect.push(net);
+            }
+        }
+        if let Some(list) = raw.peers {
+            for s in list {
+                let ip =
+                    crate::addr::parse_host(&s).map_err(|e| bad(format!("peers {s:?}: {e}")))?;
+                config.peers.push(ip);
+            }
+        }
+        if let Some(dir) = raw.state_dir {
+            if !dir.is_absolute() {
+                return Err(bad(format!(
+                    "state_dir {}: must be absolute",
+                    dir.display()
+                )));
+            }
+            config.state_dir = dir;
+        }
+        Ok(config)
+    }
+
+    /// Load the named file (must exist), or the default path (a missing
+    /// default file means built-in defaults).
+    pub fn load(named: Option<&Path>) -> Result<Config, Error> {
+        let (path, must_exist) = match named {
+            Some(p) => (p, true),
+            None => (Path::new(DEFAULT_PATH), false),
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !must_exist => Ok(Config::default()),
+            Err(e) => Err(Error::Config {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The table as iproute2 would print it.
+    pub fn table_name(&self) -> String {
+        if self.table == TABLE_MAIN {
+            "main".into()
+        } else {
+            self.table.to_string()
+        }
+    }
+}
+
+fn parse_table(t: &RawTable) -> Result<u32, String> {
+    let id = match t {
+        RawTable::Name(n) if n == "main" => return Ok(TABLE_MAIN),
+        RawTable::Name(n) => n
+            .parse::<i64>()
+            .map_err(|_| format!("table {n:?}: use \"main\" or a number"))?,
+        RawTable::Id(i) => *i,
+    };
+    match u32::try_from(id) {
+        Ok(0) | Err(_) => Err(format!("table {id}: must be 1-4294967295")),
+        Ok(TABLE_LOCAL) => Err("table 255 is the kernel's local table".into()),
+        Ok(id) => Ok(id),
+    }
+}
+
+/// A CIDR, or a bare address meaning its host prefix. The prefix must be
+/// the network address (203.0.113.0/24, not 203.0.113.7/24): a typo there
+/// would otherwise protect something other than meant.
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    if !s.contains('/') {
+        let ip = crate::addr::parse_host(s).map_err(|e| e.to_string())?;
+        return Ok(IpNet::from(ip));
+    }
+    let net: IpNet = s.parse().map_err(|_| "not a CIDR prefix".to_string())?;
+    if net.trunc() != net {
+        return Err(format!("host bits set; did you mean {}?", net.trunc()));
+    }
+    Ok(net)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        let d = Config::default();
+        assert_eq!((d.protocol, d.table, d.metric), (252, 254, 666));
+        assert_eq!(d.route_type, RouteKind::Blackhole);
+    }
+
+    #[test]
+    fn full_file() {
+        let c = parse(
+            r#"
+            protocol = 250
+            table = 100
+            type = "unreachable"
+            metric = 4242
+            protect = ["203.0.113.0/24", "2001:db8:1::/48", "198.51.100.1"]
+            peers = ["198.51.100.2", "2001:db8::2"]
+            state_dir = "/var/lib/f2b-route"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.protocol, 250);
+        assert_eq!(c.table, 100);
+        assert_eq!(c.route_type, RouteKind::Unreachable);
+        assert_eq!(c.metric, 4242);
+        assert_eq!(c.protect.len(), 3);
+        assert_eq!(c.protect[2].to_string(), "198.51.100.1/32");
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/f2b-route"));
+        assert_eq!(parse("table = \"main\"").unwrap().table, 254);
+        assert_eq!(parse("table = \"200\"").unwrap().table, 200);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for text in [
+            "protocol = 186",
+            "protocol = 2",
+            "protocol = 11",
+            "protocol = 300",
+            "table = 255",
+            "table = 0",
+            "table = \"local\"",
+            "type = \"unicast\"",
+            "protect = [\"203.0.113.7/24\"]",
+            "protect = [\"nonsense\"]",
+            "peers = [\"peer.example\"]",
+            "peers = [\"198.51.100.0/24\"]",
+            "state_dir = \"relative\"",
+            "colour = \"blue\"",
+            "protocol = ",
+        ] {
+            let err = parse(text).expect_err(text);
+            assert!(matches!(err, Error::Config { .. }), "{text}: {err}");
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn named_missing_file_is_an_error_default_is_not() {
+        assert!(Config::load(Some(Path::new("/nonexistent/f2b-route.toml"))).is_err());
+    }
+}

@@ -1,0 +1,327 @@
+//! The only module that talks to the kernel: one rtnetlink connection per
+//! run, requests pipelined in batches so that 100,000 routes cost a few
+//! thousand system calls instead of hundreds of thousands.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::proto::{self, ConnectionHandle};
+use rtnetlink::sys::{protocols::NETLINK_ROUTE, AsyncSocket, SocketAddr};
+
+use crate::config::RouteKind;
+use crate::error::Error;
+use crate::guard::LocalAddr;
+use crate::route::{self, Lookup, Marker, OwnedRoute, Request};
+
+/// Messages per datagram.
+const BATCH: usize = 256;
+/// Receive buffer we ask for (needs CAP_NET_ADMIN, which we need anyway).
+const RCVBUF: usize = 32 << 20;
+/// Datagrams in flight with a forced receive buffer, and without one.
+const WINDOW_BIG: usize = 16;
+const WINDOW_SMALL: usize = 1;
+/// A reply that never comes means the kernel dropped it (receive buffer
+/// overrun); fail instead of hanging fail2ban.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Kernel {
+    handle: ConnectionHandle<RouteNetlinkMessage>,
+    window: usize,
+}
+
+/// The kernel's final word on one message of a batch.
+type Answer = Result<Option<RouteMessage>, i32>;
+
+/// How an add went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    Created,
+    /// A route with the same prefix and metric exists (ours, from an earlier add).
+    Present,
+}
+
+impl Kernel {
+    /// Open the connection and spawn it on the current runtime.
+    pub fn connect() -> Result<Kernel, Error> {
+        let (mut conn, handle, _unsolicited) =
+            proto::new_connection::<RouteNetlinkMessage>(NETLINK_ROUTE)
+                .map_err(Error::NetlinkUnavailable)?;
+        let socket = conn.socket_mut().socket_mut();
+        socket
+            .set_netlink_get_strict_chk(true)
+            .map_err(Error::NetlinkUnavailable)?;
+        let window = if force_rcvbuf(socket.as_raw_fd(), RCVBUF).is_ok() {
+            WINDOW_BIG
+        } else {
+            WINDOW_SMALL
+        };
+        tokio::spawn(conn);
+        Ok(Kernel { handle, window })
+    }
+
+    /// Send requests in pipelined batches of `BATCH`, `window` batches in
+    /// flight; `per_batch` turns one batch's replies into its answers.
+    async fn pipeline<T, F>(&self, requests: Vec<Request>, per_batch: F) -> Result<Vec<T>, Error>
+    where
+        F: Fn(usize, Vec<NetlinkMessage<RouteNetlinkMessage>>) -> Result<Vec<T>, Error>,
+    {
+        let answers: Vec<Vec<T>> = stream::iter(chunk(requests, BATCH))
+            .map(|batch| async {
+                let n = batch.len();
+                let replies = self.send_batch(batch).await?;
+                per_batch(n, replies)
+            })
+            .buffered(self.window)
+            .try_collect()
+            .await?;
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    async fn send_batch(
+        &self,
+        batch: Vec<Request>,
+    ) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>, Error> {
+        let replies = self
+            .handle
+            .request_batch(batch, SocketAddr::new(0, 0))
+            .map_err(|e| Error::Netlink(format!("request not sent: {e}")))?;
+        tokio::time::timeout(REPLY_TIMEOUT, replies.collect::<Vec<_>>())
+            .await
+            .map_err(|_| {
+                Error::Netlink("no reply from the kernel (receive buffer overrun?)".into())
+            })
+    }
+
+    /// Requests that each get exactly one reply (a route or an error), in order.
+    async fn exchange_replies(&self, requests: Vec<Request>) -> Result<Vec<Answer>, Error> {
+        self.pipeline(requests, |n, replies| {
+            // The protocol numbers a batch's messages consecutively, so
+            // sequence order is batch order.
+            let mut finals: Vec<(u32, Answer)> = replies
+                .into_iter()
+                .filter_map(|msg| {
+                    let seq = msg.header.sequence_number;
+                    match msg.payload {
+                        NetlinkPayload::Error(e) if e.raw_code() == 0 => Some((seq, Ok(None))),
+                        NetlinkPayload::Error(e) => Some((seq, Err(e.raw_code()))),
+                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
+                            Some((seq, Ok(Some(r))))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect();
+            if finals.len() != n {
+                return Err(Error::Netlink(format!(
+                    "{} replies to {n} requests",
+                    finals.len()
+                )));
+            }
+            finals.sort_by_key(|(seq, _)| *seq);
+            Ok(finals.into_iter().map(|(_, a)| a).collect())
+        })
+        .await
+    }
+
+    /// Requests acknowledged by the kernel, one per address of `addrs`:
+    /// the answer is `Ok` or the negative errno. Acknowledgements close the
+    /// reply stream without showing up in it, so only errors arrive, each
+    /// carrying the request it answers.
+    async fn exchange_acks(
+        &self,
+        requests: Vec<Request>,
+        addrs: &[IpAddr],
+    ) -> Result<Vec<Result<(), i32>>, Error> {
+        let mut errors: HashMap<IpAddr, i32> = HashMap::new();
+        let lists = self
+            .pipeline(requests, |_, replies| {
+                let mut out = Vec::new();
+                for msg in replies {
+                    if let NetlinkPayload::Error(e) = msg.payload {
+                        if e.raw_code() != 0 {
+                            let ip = route::failed_destination(&e.header).ok_or_else(|| {
+                                Error::Netlink(format!("unattributable error: {}", e.to_io()))
+                            })?;
+                            out.push((ip, e.raw_code()));
+                        }
+                    }
+                }
+                Ok(vec![out])
+            })
+            .await?;
+        errors.extend(lists.into_iter().flatten());
+        Ok(addrs
+            .iter()
+            .map(|ip| errors.get(ip).map_or(Ok(()), |code| Err(*code)))
+            .collect())
+    }
+
+    async fn dump(&self, request: Request) -> Result<Vec<RouteNetlinkMessage>, Error> {
+        let mut replies = self
+            .handle
+            .request(request, SocketAddr::new(0, 0))
+            .map_err(|e| Error::Netlink(format!("request not sent: {e}")))?;
+        let mut out = Vec::new();
+        while let Some(msg) = replies.next().await {
+            match msg.payload {
+                NetlinkPayload::InnerMessage(m) => out.push(m),
+                NetlinkPayload::Error(e) if e.raw_code() != 0 => {
+                    return Err(Error::Netlink(format!("dump failed: {}", e.to_io())))
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every address configured on this host's interfaces.
+    pub async fn local_addresses(&self) -> Result<Vec<LocalAddr>, Error> {
+        let mut req =
+            NetlinkMessage::from(RouteNetlinkMessage::GetAddress(AddressMessage::default()));
+        req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let msgs = self.dump(req).await?;
+        let mut out = Vec::new();
+        for m in msgs {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                let local = a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Local(ip) => Some(*ip),
+                    _ => None,
+                });
+                let addr = local.or_else(|| {
+                    a.attributes.iter().find_map(|x| match x {
+                        AddressAttribute::Address(ip) => Some(*ip),
+                        _ => None,
+                    })
+                });
+                if let Some(addr) = addr {
+                    out.push(LocalAddr {
+                        addr: canonical(addr),
+                        ifindex: a.header.index,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The kernel's preferred route for each address.
+    pub async fn lookup(&self, addrs: &[IpAddr]) -> Result<Vec<Lookup>, Error> {
+        let answers = self
+            .exchange_replies(addrs.iter().map(|ip| route::lookup(*ip)).collect())
+            .await?;
+        Ok(answers
+            .iter()
+            .map(|a| match a {
+                Ok(Some(msg)) => route::lookup_verdict(Ok(msg)),
+                Ok(None) => Lookup::Clear,
+                Err(code) => route::lookup_verdict(Err(*code)),
+            })
+            .collect())
+    }
+
+    /// Add our route for each address.
+    pub async fn add(
+        &self,
+        addrs: &[IpAddr],
+        kind: RouteKind,
+        marker: Marker,
+    ) -> Result<Vec<Result<Added, io::Error>>, Error> {
+        let requests = addrs
+            .iter()
+            .map(|ip| route::add(*ip, kind, marker))
+            .collect();
+        let answers = self.exchange_acks(requests, addrs).await?;
+        Ok(answers
+            .into_iter()
+            .map(|a| match a {
+                Ok(_) => Ok(Added::Created),
+                Err(code) if -code == nix::libc::EEXIST => Ok(Added::Present),
+                Err(code) => Err(io::Error::from_raw_os_error(-code)),
+            })
+            .collect())
+    }
+
+    /// Delete our route for each address; `Ok(false)` when it was not there.
+    pub async fn del(
+        &self,
+        addrs: &[IpAddr],
+        marker: Marker,
+    ) -> Result<Vec<Result<bool, io::Error>>, Error> {
+        let requests = addrs.iter().map(|ip| route::del(*ip, marker)).collect();
+        let answers = self.exchange_acks(requests, addrs).await?;
+        Ok(answers
+            .into_iter()
+            .map(|a| match a {
+                Ok(_) => Ok(true),
+                Err(code) if -code == nix::libc::ESRCH || -code == nix::libc::ENOENT => Ok(false),
+                Err(code) => Err(io::Error::from_raw_os_error(-code)),
+            })
+            .collect())
+    }
+
+    /// Every route carrying our marker, IPv4 then IPv6.
+    pub async fn owned(&self, marker: Marker) -> Result<Vec<OwnedRoute>, Error> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            for m in self.dump(route::dump(family, marker)).await? {
+                if let RouteNetlinkMessage::NewRoute(r) = m {
+                    out.extend(route::owned(&r, marker));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn chunk(requests: Vec<Request>, size: usize) -> Vec<Vec<Request>> {
+    let mut out = Vec::with_capacity(requests.len().div_ceil(size));
+    let mut it = requests.into_iter().peekable();
+    while it.peek().is_some() {
+        out.push(it.by_ref().take(size).collect());
+    }
+    out
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// An interface's name, for messages.
+pub fn ifname(index: u32) -> String {
+    nix::net::if_::if_indextoname(index)
+        .ok()
+        .and_then(|c| c.into_string().ok())
+        .unwrap_or_else(|| format!("#{index}"))
+}
+
+/// SO_RCVBUFFORCE: room for the answers of a whole window of batches.
+fn force_rcvbuf(fd: std::os::fd::RawFd, size: usize) -> io::Result<()> {
+    let size = size as nix::libc::c_int;
+    // SAFETY: fd is the open netlink socket; the option value is a c_int
+    // that lives across the call.
+    let rc = unsafe {
+        nix::libc::setsockopt(
+            fd,
+            nix::libc::SOL_SOCKET,
+            nix::libc::SO_RCVBUFFORCE,
+            (&size as *const nix::libc::c_int).cast(),
+            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,388 @@
+//! The ledger of holds: which jails hold which address, and since when.
+//!
+//! Layout under the state dir:
+//!
+//! ```text
+//! lock                         flock(2): exclusive for changes, shared for reads
+//! holds/<jail>/<address>       a symlink whose target is the unix time of the hold
+//! ```
+//!
+//! One hold is one directory entry, so taking or releasing a hold is one
+//! `symlinkat` or `unlinkat` (O(1) on tmpfs and ext4), and "does anyone else
+//! hold this address" is one lookup per jail. A symlink is created whole or
+//! not at all, so a crash never leaves a half-written hold; the lock
+//! serialises concurrent runs, and the kernel drops the lock of a run that
+//! dies. What a crash can leave (a route without hold, a hold without route)
+//! is repaired by `check` and `flush`.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::Error;
+
+/// The hold taken by `add` and `del` without `--jail`.
+pub const MANUAL: &str = "@manual";
+
+/// Is `name` usable as a jail name (and so as a directory name)?
+pub fn valid_jail(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Who holds one address.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Holders {
+    /// Sorted jail names.
+    pub jails: Vec<String>,
+    /// Unix time of the oldest hold.
+    pub since: u64,
+}
+
+pub struct Ledger {
+    holds: PathBuf,
+    jails: Vec<String>,
+    /// None only for a read of a ledger that was never written.
+    _lock: Option<Flock<File>>,
+}
+
+fn state_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::State {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Ledger {
+    /// Open (creating it if needed) and lock the ledger in `dir`.
+    pub fn open(dir: &Path, access: Access) -> Result<Ledger, Error> {
+        let holds = dir.join("holds");
+        if access == Access::Write {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(&holds)
+                .map_err(state_err(&holds))?;
+        }
+        let lock_path = dir.join("lock");
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(access == Access::Write)
+            .create(access == Access::Write)
+            .mode(0o640)
+            .open(&lock_path)
+        {
+            Ok(f) => f,
+            // Nothing was ever held: read an empty ledger.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && access == Access::Read => {
+                return Ok(Ledger::empty(holds));
+            }
+            Err(e) => return Err(state_err(&lock_path)(e)),
+        };
+        let mode = match access {
+            Access::Read => FlockArg::LockShared,
+            Access::Write => FlockArg::LockExclusive,
+        };
+        let lock = Flock::lock(file, mode).map_err(|(_, errno)| {
+            state_err(&lock_path)(io::Error::from_raw_os_error(errno as i32))
+        })?;
+        let mut ledger = Ledger {
+            holds,
+            jails: Vec::new(),
+            _lock: Some(lock),
+        };
+        ledger.jails = ledger.read_jails().map_err(state_err(&ledger.holds))?;
+        if access == Access::Write {
+            ledger.sweep(dir);
+        }
+        Ok(ledger)
+    }
+
+    fn empty(holds: PathBuf) -> Ledger {
+        Ledger {
+            holds,
+            jails: Vec::new(),
+            _lock: None,
+        }
+    }
+
+    fn read_jails(&self) -> io::Result<Vec<String>> {
+        let mut jails = Vec::new();
+        let entries = match fs::read_dir(&self.holds) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(jails),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let name = entry?.file_name();
+            if let Some(name) = name.to_str() {
+                if valid_jail(name) || name == MANUAL {
+                    jails.push(name.to_owned());
+                }
+            }
+        }
+        jails.sort();
+        Ok(jails)
+    }
+
+    /// Remove what an interrupted `flush` left behind.
+    fn sweep(&self, dir: &Path) {
+        if let Ok(entries) = fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("holds.old.")
+                {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+
+    fn entry(&self, jail: &str, ip: IpAddr) -> PathBuf {
+        let mut p = self.holds.join(jail);
+        p.push(ip.to_string());
+        p
+    }
+
+    /// Record that `jail` holds `ip`; `false` when it already did.
+    pub fn hold(&mut self, jail: &str, ip: IpAddr, since: u64) -> Result<bool, Error> {
+        if self
+            .jails
+            .binary_search_by(|j| j.as_str().cmp(jail))
+            .is_err()
+        {
+            let dir = self.holds.join(jail);
+            match fs::DirBuilder::new().mode(0o750).create(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(state_err(&dir)(e)),
+            }
+            self.jails.push(jail.to_owned());
+            self.jails.sort();
+        }
+        let path = self.entry(jail, ip);
+        match std::os::unix::fs::symlink(since.to_string(), &path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(state_err(&path)(e)),
+        }
+    }
+
+    /// Drop `jail`'s hold on `ip`; `false` when it had none.
+    pub fn release(&self, jail: &str, ip: IpAddr) -> Result<bool, Error> {
+        let path = self.entry(jail, ip);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(state_err(&path)(e)),
+        }
+    }
+
+    /// Drop every hold on `ip`.
+    pub fn release_all(&self, ip: IpAddr) -> Result<(), Error> {
+        for jail in &self.jails {
+            self.release(jail, ip)?;
+        }
+        Ok(())
+    }
+
+    /// Does any jail hold `ip`? One lookup per jail.
+    pub fn is_held(&self, ip: IpAddr) -> Result<bool, Error> {
+        for jail in &self.jails {
+            let path = self.entry(jail, ip);
+            match fs::symlink_metadata(&path) {
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(state_err(&path)(e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// The addresses `jail` holds.
+    pub fn held_by(&self, jail: &str) -> Result<Vec<IpAddr>, Error> {
+        let dir = self.holds.join(jail);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(state_err(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(state_err(&dir))?;
+            if let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                out.push(ip);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove `jail`'s directory once it holds nothing.
+    pub fn forget_jail_if_empty(&self, jail: &str) {
+        let _ = fs::remove_dir(self.holds.join(jail));
+    }
+
+    /// Everything: address -> holders. Reads one symlink per hold.
+    pub fn all(&self) -> Result<BTreeMap<IpAddr, Holders>, Error> {
+        let mut out: BTreeMap<IpAddr, Holders> = BTreeMap::new();
+        for jail in &self.jails {
+            let dir = self.holds.join(jail);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(state_err(&dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(state_err(&dir))?;
+                let Some(ip) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<IpAddr>().ok())
+                else {
+                    continue;
+                };
+                let since = fs::read_link(entry.path())
+                    .ok()
+                    .and_then(|t| t.to_str().and_then(|s| s.parse::<u64>().ok()))
+                    .unwrap_or(0);
+                let h = out.entry(ip).or_insert(Holders {
+                    jails: Vec::new(),
+                    since,
+                });
+                h.jails.push(jail.clone());
+                h.since = h.since.min(since);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drop every hold. The tree is first renamed away (one atomic step), so
+    /// an interruption leaves an empty ledger plus garbage that the next
+    /// writer sweeps. Returns the renamed tree for the caller to remove,
+    /// possibly on another thread.
+    pub fn clear(&mut self) -> Result<Option<PathBuf>, Error> {
+        let Some(parent) = self.holds.parent() else {
+            return Ok(None);
+        };
+        let old = parent.join(format!("holds.old.{}", std::process::id()));
+        match fs::rename(&self.holds, &old) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(state_err(&self.holds)(e)),
+        }
+        fs::DirBuilder::new()
+            .mode(0o750)
+            .create(&self.holds)
+            .map_err(state_err(&self.holds))?;
+        self.jails.clear();
+        Ok(Some(old))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("f2b-route-ledger-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn jail_names() {
+        for good in [
+            "sshd",
+            "recidive",
+            "triton",
+            "nginx-http-auth",
+            "a.b_c-1",
+            "9x",
+        ] {
+            assert!(valid_jail(good), "{good}");
+        }
+        for bad in [
+            "",
+            "@manual",
+            ".hidden",
+            "-x",
+            "a/b",
+            "..",
+            "a b",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_jail(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn holds_and_releases() {
+        let dir = tmp("holds");
+        let mut l = Ledger::open(&dir, Access::Write).unwrap();
+        let a = ip("198.51.100.7");
+        let b = ip("2001:db8::7");
+        assert!(l.hold("sshd", a, 100).unwrap());
+        assert!(!l.hold("sshd", a, 200).unwrap());
+        assert!(l.hold("recidive", a, 50).unwrap());
+        assert!(l.hold(MANUAL, b, 300).unwrap());
+        let all = l.all().unwrap();
+        assert_eq!(all[&a].jails, vec!["recidive", "sshd"]);
+        assert_eq!(all[&a].since, 50);
+        assert_eq!(all[&b].jails, vec![MANUAL]);
+        assert!(l.release("sshd", a).unwrap());
+        assert!(!l.release("sshd", a).unwrap());
+        assert!(l.is_held(a).unwrap());
+        assert_eq!(l.held_by("recidive").unwrap(), vec![a]);
+        l.release_all(a).unwrap();
+        assert!(!l.is_held(a).unwrap());
+        drop(l);
+        // A fresh open sees what the last one left.
+        let mut l = Ledger::open(&dir, Access::Write).unwrap();
+        assert!(l.is_held(b).unwrap());
+        let old = l.clear().unwrap().unwrap();
+        assert!(old.exists());
+        assert!(l.all().unwrap().is_empty());
+        drop(l);
+        // The leftover of an interrupted flush is swept by the next writer.
+        let _l = Ledger::open(&dir, Access::Write).unwrap();
+        assert!(!old.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reading_a_ledger_that_never_existed() {
+        let dir = tmp("never");
+        let l = Ledger::open(&dir, Access::Read).unwrap();
+        assert!(l.all().unwrap().is_empty());
+        assert!(!dir.exists());
+    }
+}
