@@ -1,0 +1,337 @@
+#!/bin/bash
+# Renders every shipped template with `f2b-route render` and feeds it to the
+# real daemon that will read it (Debian 12 packages fail2ban, frr, openbgpd):
+#
+#   openbgpd  `bgpd -n`: the --no-pftable config must pass; the full one must
+#             fail only with "pftable not supported" (Linux portable), never
+#             with a syntax error.
+#   fail2ban  `fail2ban-client -t` on a private copy of /etc/fail2ban with our
+#             action.d and jail.d; the commands fail2ban resolves for
+#             `banaction = route` and for the named action; and the order in
+#             which a private fail2ban-server runs them (start, ban, reload,
+#             unban --all, stop, kill -9 and restart), with a stand-in for
+#             f2b-route that records its arguments.
+#   frr       `vtysh --dryrun`, then zebra + bgpd in a network namespace
+#             peering with OpenBGPD in a second one: of a set of kernel routes
+#             (ours, foreign metric, foreign unicast /32, unicast with our
+#             metric, non-host, protected, peer), exactly ours reach the
+#             firewall's RIB, tagged BLACKHOLE and NO_EXPORT.
+#   pf        no pfctl on Linux: the rendered lines are checked by text only.
+#
+# Usage: sudo tests/render_daemons.sh   (after `cargo build`)
+#   F2B_ROUTE=path  the binary to use (default target/debug/f2b-route)
+#   KEEP=1          keep the temp dir for inspection
+#
+# Needs root (namespaces, daemons). Documentation addresses only; everything
+# runs in namespaces this script creates and removes; daemons are stopped by
+# PID, also on failure.
+
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$PWD
+BIN=${F2B_ROUTE:-$REPO/target/debug/f2b-route}
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+
+[ "$(id -u)" = 0 ] || fail "must run as root (network namespaces, daemons)"
+[ -x "$BIN" ] || fail "no f2b-route binary at $BIN: run cargo build first"
+for tool in bgpd bgpctl vtysh /usr/lib/frr/zebra /usr/lib/frr/bgpd fail2ban-client fail2ban-server ip; do
+	command -v "$tool" >/dev/null || fail "missing $tool (Debian packages openbgpd, frr, fail2ban, iproute2)"
+done
+
+TMP=$(mktemp -d /tmp/f2b-render.XXXXXX)
+chmod 755 "$TMP"
+NS_LH=f2brd-lh-$$
+NS_FW=f2brd-fw-$$
+VETH_LH=f2b$$a
+VETH_FW=f2b$$b
+PIDFILES=()
+MADE_RUN_OPENBGPD=
+
+cleanup() {
+	local rc=$?
+	set +e
+	for f in "${PIDFILES[@]}"; do
+		[ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null
+	done
+	sleep 0.5
+	for f in "${PIDFILES[@]}"; do
+		[ -s "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+	done
+	ip netns del "$NS_LH" 2>/dev/null
+	ip netns del "$NS_FW" 2>/dev/null
+	[ -n "$MADE_RUN_OPENBGPD" ] && rmdir /run/openbgpd 2>/dev/null
+	if [ "$rc" != 0 ]; then
+		for log in "$TMP"/frr/*.log "$TMP"/obgpd/log "$TMP"/f2b/f2b.log; do
+			[ -s "$log" ] && { echo "--- $log"; tail -n 30 "$log"; }
+		done
+	fi
+	if [ -n "${KEEP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits up to $1 seconds for the command after it to succeed.
+wait_for() {
+	local limit=$1; shift
+	local end=$((SECONDS + limit))
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt "$end" ] || return 1
+		sleep 0.2
+	done
+}
+
+# The config both ends agree on. A metric other than the default shows that
+# render takes it from here.
+METRIC=4242
+cat >"$TMP/f2b-route.toml" <<EOF
+protocol = 252
+metric = $METRIC
+protect = ["203.0.113.0/24", "2001:db8:1::/48"]
+peers = ["198.51.100.2"]
+state_dir = "$TMP/state"
+EOF
+render() { "$BIN" --config "$TMP/f2b-route.toml" render "$@"; }
+
+render frr --local-as 64500 --peer-as 64501 --router-id 198.51.100.1 >"$TMP/frr.conf"
+render openbgpd --local-as 64501 --peer-as 64500 --peer 198.51.100.1 --router-id 198.51.100.2 >"$TMP/bgpd-full.conf"
+render openbgpd --local-as 64501 --peer-as 64500 --peer 198.51.100.1 --router-id 198.51.100.2 --no-pftable >"$TMP/bgpd.conf"
+render pf --interface em0 >"$TMP/pf.conf"
+render jail >"$TMP/jail.conf"
+for f in frr.conf bgpd-full.conf bgpd.conf pf.conf jail.conf; do
+	if grep -nE '@[A-Z0-9_]+@' "$TMP/$f"; then fail "$f: placeholder left"; fi
+done
+ok "rendered frr, openbgpd (with and without pftable), pf, jail; no placeholder left"
+
+# --- OpenBGPD --------------------------------------------------------------
+out=$(bgpd -n -f "$TMP/bgpd.conf" 2>&1) || fail "bgpd -n rejects the --no-pftable config: $out"
+ok "openbgpd --no-pftable: bgpd -n: $out"
+if out=$(bgpd -n -f "$TMP/bgpd-full.conf" 2>&1); then
+	fail "bgpd -n accepts set pftable on Linux? $out"
+fi
+grep -q 'pftable not supported' <<<"$out" || fail "full openbgpd config: not the pftable error: $out"
+if grep -qi 'syntax error' <<<"$out"; then fail "full openbgpd config: syntax error: $out"; fi
+ok "openbgpd full: bgpd -n fails on pftable support only"
+
+# --- pf (text only: no pfctl on Linux) -------------------------------------
+grep -qx 'ext_if = "em0"' "$TMP/pf.conf" || fail "pf: interface macro"
+grep -qx 'table <blackhole> persist' "$TMP/pf.conf" || fail "pf: table"
+grep -qx 'block in quick log on $ext_if from <blackhole> to any' "$TMP/pf.conf" || fail "pf: block rule"
+ok "pf: table and block rule rendered (not parsed: pfctl is OpenBSD's)"
+
+# --- fail2ban --------------------------------------------------------------
+F2B=$TMP/f2b
+CONF=$F2B/etc
+mkdir -p "$F2B"
+cp -r /etc/fail2ban "$CONF"
+rm -f "$CONF"/jail.d/*
+cp "$REPO"/action.d/route.local "$REPO"/action.d/f2b-route.conf "$CONF/action.d/"
+# The stand-in for f2b-route: records its arguments, succeeds.
+cat >"$F2B/f2b-route" <<EOF
+#!/bin/sh
+echo "\$*" >>"$F2B/calls"
+EOF
+chmod +x "$F2B/f2b-route"
+touch "$F2B/triton.log" "$F2B/other.log" "$F2B/calls"
+sed "s|^logpath  = .*|logpath  = $F2B/triton.log|" "$TMP/jail.conf" >"$CONF/jail.d/triton.conf"
+grep -qx 'ignoreip = 127.0.0.1/8 ::1 198.51.100.2 203.0.113.0/24 2001:db8:1::/48' "$CONF/jail.d/triton.conf" \
+	|| fail "jail: ignoreip from protect and peers"
+cat >"$CONF/jail.d/named.conf" <<EOF
+[named]
+enabled  = true
+port     = 2222
+logpath  = $F2B/other.log
+filter   = sshd
+action   = f2b-route[blocktype=unreachable, f2b_route="$F2B/f2b-route --state-dir $F2B/state"]
+EOF
+cat >"$CONF/fail2ban.local" <<EOF
+[Definition]
+allowipv6 = auto
+loglevel = INFO
+logtarget = $F2B/f2b.log
+socket = $F2B/sock
+pidfile = $F2B/pid
+dbfile = $F2B/db
+EOF
+out=$(fail2ban-client -c "$CONF" -t 2>&1) || fail "fail2ban-client -t: $out"
+ok "fail2ban: configuration test ($out)"
+
+dump=$(fail2ban-client -c "$CONF" -d 2>&1)
+expect_cmd() { # jail, action, key, command
+	grep -F "['multi-set', '$1', 'action', '$2'," <<<"$dump" | grep -qF "['$3', '$4']" \
+		|| fail "fail2ban: $1/$2 $3 is not: $4"
+}
+expect_cmd triton route actionban 'f2b-route add --jail triton --type blackhole <ip>'
+expect_cmd triton route actionunban 'f2b-route del --jail triton <ip>'
+expect_cmd triton route actionflush 'f2b-route flush --jail triton'
+expect_cmd triton route actionstop 'f2b-route flush --jail triton'
+expect_cmd triton route actionstart 'f2b-route check && f2b-route flush --jail triton'
+expect_cmd triton route actioncheck 'f2b-route check'
+expect_cmd named f2b-route actionban "$F2B/f2b-route --state-dir $F2B/state add --jail named --type unreachable <ip>"
+ok "fail2ban: banaction = route and action = f2b-route[...] resolve to f2b-route commands"
+
+# The lifecycle, run by a private fail2ban-server through the stand-in.
+sed -i "s|^f2b_route = f2b-route$|f2b_route = $F2B/f2b-route|" "$CONF/action.d/route.local"
+PIDFILES+=("$F2B/pid")
+client() { fail2ban-client -c "$CONF" "$@" >/dev/null; }
+start_f2b() {
+	rm -f "$F2B/sock"
+	fail2ban-server -c "$CONF" -b -x >/dev/null 2>&1 || fail "fail2ban-server did not start"
+	wait_for 15 fail2ban-client -c "$CONF" ping || fail "fail2ban-server does not answer"
+}
+# The calls for [triton]; [named] calls carry its `--state-dir` first.
+triton_calls() { grep -v -- '^--state-dir' "$F2B/calls" || true; }
+has_calls() { [ "$(triton_calls | wc -l)" -ge "$1" ]; }
+# The calls since the last check are exactly the arguments, in order.
+calls_are() {
+	local want got
+	want=$(printf '%s\n' "$@")
+	[ $# = 0 ] || wait_for 10 has_calls $# || true
+	got=$(triton_calls)
+	: >"$F2B/calls"
+	[ "$got" = "$want" ] || fail "fail2ban ran, in order:
+$got
+expected:
+$want"
+}
+start_f2b
+calls_are 'check' 'flush --jail triton'
+client set triton banip 198.51.100.7 2001:db8:5::7
+calls_are 'add --jail triton --type blackhole 198.51.100.7' 'add --jail triton --type blackhole 2001:db8:5::7'
+client set triton unbanip 198.51.100.7
+calls_are 'del --jail triton 198.51.100.7'
+client reload
+sleep 1
+calls_are # a reload neither flushes nor re-adds
+client unban --all
+calls_are 'flush --jail triton'
+client set triton banip 198.51.100.8
+calls_are 'add --jail triton --type blackhole 198.51.100.8'
+kill -9 "$(cat "$F2B/pid")"
+sleep 0.5
+start_f2b
+calls_are 'check' 'flush --jail triton' 'add --jail triton --type blackhole 198.51.100.8'
+client stop
+wait_for 10 test ! -e "$F2B/sock" || fail "fail2ban-server did not stop"
+got=$(triton_calls | sort -u)
+[ "$got" = 'flush --jail triton' ] || fail "fail2ban stop ran: $got"
+if grep -E 'ERROR|CRITICAL' "$F2B/f2b.log"; then fail "errors in fail2ban's log"; fi
+ok "fail2ban: start releases stale holds, ban/unban/unban --all/reload, kill -9 + restore, stop flushes; no error"
+
+# --- FRR + OpenBGPD in namespaces -----------------------------------------
+out=$(vtysh --dryrun -f "$TMP/frr.conf" 2>&1) || fail "vtysh --dryrun: $out"
+ok "frr: vtysh --dryrun"
+
+ip netns add "$NS_LH"
+ip netns add "$NS_FW"
+ip link add "$VETH_LH" type veth peer name "$VETH_FW"
+ip link set "$VETH_LH" netns "$NS_LH"
+ip link set "$VETH_FW" netns "$NS_FW"
+ip -n "$NS_LH" link set lo up
+ip -n "$NS_FW" link set lo up
+ip -n "$NS_LH" addr add 198.51.100.1/24 dev "$VETH_LH"
+ip -n "$NS_FW" addr add 198.51.100.2/24 dev "$VETH_FW"
+ip -n "$NS_LH" link set "$VETH_LH" up
+ip -n "$NS_FW" link set "$VETH_FW" up
+
+FRR=$TMP/frr
+mkdir -p "$FRR"
+printf 'hostname loghost\n' >"$FRR/zebra.conf"
+cp "$TMP/frr.conf" "$FRR/bgpd.conf"
+chown -R frr:frr "$FRR"
+PIDFILES+=("$FRR/bgpd.pid" "$FRR/zebra.pid")
+common=(-z "$FRR/zserv.api" --vty_socket "$FRR" -P 0 -u frr -g frr)
+ip netns exec "$NS_LH" /usr/lib/frr/zebra -d -f "$FRR/zebra.conf" -i "$FRR/zebra.pid" "${common[@]}" \
+	-s 90000000 --log "file:$FRR/zebra.log" 2>>"$FRR/zebra.stderr"
+wait_for 10 test -S "$FRR/zserv.api" || fail "zebra did not start"
+ip netns exec "$NS_LH" /usr/lib/frr/bgpd -d -f "$FRR/bgpd.conf" -i "$FRR/bgpd.pid" "${common[@]}" \
+	--log "file:$FRR/bgpd.log"
+wait_for 10 test -s "$FRR/bgpd.pid" || fail "bgpd did not start"
+vty() { ip netns exec "$NS_LH" vtysh --vty_socket "$FRR" "$@"; }
+wait_for 10 vty -c 'show bgp summary' || fail "bgpd does not answer vtysh"
+running=$(vty -c 'show running-config')
+for line in \
+	"router bgp 64500" \
+	" neighbor FIREWALLS peer-group" \
+	" neighbor FIREWALLS remote-as 64501" \
+	" neighbor 198.51.100.2 peer-group FIREWALLS" \
+	"  redistribute kernel route-map F2B-ROUTE-REDIST-V4" \
+	"  redistribute kernel route-map F2B-ROUTE-REDIST-V6" \
+	"  neighbor FIREWALLS route-map F2B-ROUTE-OUT-V4 out" \
+	"  neighbor FIREWALLS route-map F2B-ROUTE-OUT-V6 out" \
+	"route-map F2B-ROUTE-REDIST-V4 permit 10" \
+	" match metric $METRIC" \
+	" match ip next-hop type blackhole" \
+	" match ipv6 next-hop type blackhole" \
+	" set community blackhole no-export" \
+	"ip prefix-list F2B-ROUTE-V4 seq 5 deny 198.51.100.2/32 le 32" \
+	"ip prefix-list F2B-ROUTE-V4 seq 10 deny 203.0.113.0/24 le 32" \
+	"ipv6 prefix-list F2B-ROUTE-V6 seq 5 deny 2001:db8:1::/48 le 128"; do
+	grep -qxF -- "$line" <<<"$running" || fail "frr running-config lacks: $line"
+done
+if grep -iE 'unknown command|error|warn' "$FRR/bgpd.log"; then fail "bgpd logged errors"; fi
+ok "frr: zebra + bgpd run the rendered config (running-config has the route-maps, no error logged)"
+
+OBG=$TMP/obgpd
+mkdir -p "$OBG"
+sed "s|^AS 64501$|AS 64501\nsocket \"$OBG/bgpd.sock\"|" "$TMP/bgpd.conf" >"$OBG/bgpd.conf"
+if [ ! -d /run/openbgpd ]; then mkdir -p /run/openbgpd; MADE_RUN_OPENBGPD=1; fi
+PIDFILES+=("$OBG/pid")
+ip netns exec "$NS_FW" bgpd -d -f "$OBG/bgpd.conf" >"$OBG/log" 2>&1 &
+echo $! >"$OBG/pid"
+bgpctl() { command bgpctl -s "$OBG/bgpd.sock" "$@"; }
+established() { bgpctl show neighbor 198.51.100.1 | grep -q 'BGP state = Established'; }
+wait_for 30 established || fail "the BGP session does not come up"
+ok "bgp session log host <-> firewall established"
+
+lh() { ip -n "$NS_LH" route add "$@"; }
+# Ours: the marker f2b-route sets (protocol 252, metric), the three types.
+lh blackhole 198.51.100.7 proto 252 metric $METRIC
+lh unreachable 198.51.100.10 proto 252 metric $METRIC
+lh prohibit 198.51.100.11 proto 252 metric $METRIC
+lh blackhole 2001:db8:5::7 proto 252 metric $METRIC
+# Not ours, never advertised.
+lh blackhole 198.51.100.8 proto 252 metric 5             # foreign metric
+lh blackhole 198.51.100.9 proto static                   # someone's own blackhole
+lh 198.51.100.20 dev "$VETH_LH"                          # foreign unicast /32
+lh 198.51.100.12 dev "$VETH_LH" metric $METRIC           # unicast with our metric
+lh blackhole 198.51.100.128/25 proto 252 metric $METRIC  # not a host route
+lh blackhole 203.0.113.5 proto 252 metric $METRIC        # protected, by hand
+lh blackhole 2001:db8:5::8 proto 252 metric 5            # foreign metric
+lh blackhole 2001:db8:1::5 proto 252 metric $METRIC      # protected, by hand
+lh 2001:db8:5::12 dev "$VETH_LH" metric $METRIC          # unicast with our metric
+
+want='198.51.100.10/32
+198.51.100.11/32
+198.51.100.7/32
+2001:db8:5::7/128'
+rib() { bgpctl show rib table blackhole | awk '$1 ~ /^\*/ { print $3 }' | sort; }
+got_all() { [ "$(rib)" = "$want" ]; }
+wait_for 20 got_all || fail "firewall RIB: got
+$(rib)
+want
+$want"
+# Give a late foreign route time to show up, then check again: exactly ours.
+sleep 3
+got_all || fail "firewall RIB changed to: $(rib)"
+detail=$(bgpctl show rib table blackhole detail)
+n=$(grep -c 'Communities: BLACKHOLE NO_EXPORT' <<<"$detail" || true)
+[ "$n" = 4 ] || fail "expected 4 routes tagged BLACKHOLE NO_EXPORT, got $n:
+$detail"
+grep -q "metric $METRIC," <<<"$detail" || fail "MED is not the kernel metric"
+loc=$(bgpctl show rib | awk '$1 ~ /^\*/' | wc -l)
+[ "$loc" = 0 ] || fail "routes reached the firewall's Loc-RIB ($loc)"
+ok "firewall RIB 'blackhole' holds exactly our 4 routes, tagged BLACKHOLE NO_EXPORT; Loc-RIB empty"
+
+# A withdrawal reaches the firewall.
+ip -n "$NS_LH" route del blackhole 198.51.100.7 proto 252 metric $METRIC
+want='198.51.100.10/32
+198.51.100.11/32
+2001:db8:5::7/128'
+wait_for 10 got_all || fail "withdrawal: RIB is $(rib)"
+ok "withdrawal reaches the firewall"
+
+echo "PASS"
