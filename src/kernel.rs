@@ -2,18 +2,20 @@
 //! run, requests pipelined in batches so that 100,000 routes cost a few
 //! thousand system calls instead of hundreds of thousands.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::proto::{self, ConnectionHandle};
+use rtnetlink::proto::{self, ConnectionHandle, ReplyExpectation};
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, AsyncSocket, SocketAddr};
 
 use crate::config::RouteKind;
@@ -34,6 +36,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Kernel {
     handle: ConnectionHandle<RouteNetlinkMessage>,
+    /// Replies to messages that asked for none: the kernel's errors.
+    unsolicited: RefCell<UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>>,
     window: usize,
 }
 
@@ -51,7 +55,7 @@ pub enum Added {
 impl Kernel {
     /// Open the connection and spawn it on the current runtime.
     pub fn connect() -> Result<Kernel, Error> {
-        let (mut conn, handle, _unsolicited) =
+        let (mut conn, handle, unsolicited) =
             proto::new_connection::<RouteNetlinkMessage>(NETLINK_ROUTE)
                 .map_err(Error::NetlinkUnavailable)?;
         let socket = conn.socket_mut().socket_mut();
@@ -64,7 +68,11 @@ impl Kernel {
             WINDOW_SMALL
         };
         tokio::spawn(conn);
-        Ok(Kernel { handle, window })
+        Ok(Kernel {
+            handle,
+            unsolicited: RefCell::new(unsolicited),
+            window,
+        })
     }
 
     /// Send requests in pipelined batches of `BATCH`, `window` batches in
@@ -131,33 +139,69 @@ impl Kernel {
         .await
     }
 
-    /// Requests acknowledged by the kernel, one per address of `addrs`:
-    /// the answer is `Ok` or the negative errno. Acknowledgements close the
-    /// reply stream without showing up in it, so only errors arrive, each
-    /// carrying the request it answers.
-    async fn exchange_acks(
+    /// Changes (add, del), one per address of `addrs`: the answer is `Ok`
+    /// or the negative errno. Only the last message of a batch asks for an
+    /// acknowledgement; the kernel processes a datagram in order and answers
+    /// the others only when they fail, so one reply closes a batch of 256
+    /// instead of 256 replies. Those failures arrive on the connection's
+    /// unsolicited stream, before the batch's acknowledgement, each carrying
+    /// the request it answers.
+    async fn exchange_changes(
         &self,
         requests: Vec<Request>,
         addrs: &[IpAddr],
     ) -> Result<Vec<Result<(), i32>>, Error> {
         let mut errors: HashMap<IpAddr, i32> = HashMap::new();
-        let lists = self
-            .pipeline(requests, |_, replies| {
-                let mut out = Vec::new();
-                for msg in replies {
-                    if let NetlinkPayload::Error(e) = msg.payload {
-                        if e.raw_code() != 0 {
-                            let ip = route::failed_destination(&e.header).ok_or_else(|| {
-                                Error::Netlink(format!("unattributable error: {}", e.to_io()))
-                            })?;
-                            out.push((ip, e.raw_code()));
-                        }
+        let mut note = |replies: Vec<NetlinkMessage<RouteNetlinkMessage>>| -> Result<(), Error> {
+            for msg in replies {
+                if let NetlinkPayload::Error(e) = msg.payload {
+                    if e.raw_code() != 0 {
+                        let ip = route::failed_destination(&e.header).ok_or_else(|| {
+                            Error::Netlink(format!("unattributable error: {}", e.to_io()))
+                        })?;
+                        errors.insert(ip, e.raw_code());
                     }
                 }
-                Ok(vec![out])
+            }
+            Ok(())
+        };
+        let replies: Vec<Vec<_>> = stream::iter(chunk(requests, BATCH))
+            .map(|batch| async {
+                let last = batch.len() - 1;
+                let messages = batch.into_iter().enumerate().map(|(i, mut msg)| {
+                    if i == last {
+                        msg.header.flags |= NLM_F_ACK;
+                        (msg, ReplyExpectation::Expected)
+                    } else {
+                        msg.header.flags &= !NLM_F_ACK;
+                        (msg, ReplyExpectation::NotExpected)
+                    }
+                });
+                let replies = self
+                    .handle
+                    .request_batch_with_expectation(messages, SocketAddr::new(0, 0))
+                    .map_err(|e| Error::Netlink(format!("request not sent: {e}")))?;
+                tokio::time::timeout(REPLY_TIMEOUT, replies.collect::<Vec<_>>())
+                    .await
+                    .map_err(|_| {
+                        Error::Netlink("no reply from the kernel (receive buffer overrun?)".into())
+                    })
             })
+            .buffered(self.window)
+            .try_collect()
             .await?;
-        errors.extend(lists.into_iter().flatten());
+        for batch in replies {
+            note(batch)?;
+        }
+        let mut unsolicited = self.unsolicited.borrow_mut();
+        while let Ok((msg, _)) = unsolicited.try_recv() {
+            if matches!(msg.payload, NetlinkPayload::Overrun(_)) {
+                return Err(Error::Netlink(
+                    "receive buffer overrun: replies were lost".into(),
+                ));
+            }
+            note(vec![msg])?;
+        }
         Ok(addrs
             .iter()
             .map(|ip| errors.get(ip).map_or(Ok(()), |code| Err(*code)))
@@ -238,7 +282,7 @@ impl Kernel {
             .iter()
             .map(|ip| route::add(*ip, kind, marker))
             .collect();
-        let answers = self.exchange_acks(requests, addrs).await?;
+        let answers = self.exchange_changes(requests, addrs).await?;
         Ok(answers
             .into_iter()
             .map(|a| match a {
@@ -256,7 +300,7 @@ impl Kernel {
         marker: Marker,
     ) -> Result<Vec<Result<bool, io::Error>>, Error> {
         let requests = addrs.iter().map(|ip| route::del(*ip, marker)).collect();
-        let answers = self.exchange_acks(requests, addrs).await?;
+        let answers = self.exchange_changes(requests, addrs).await?;
         Ok(answers
             .into_iter()
             .map(|a| match a {
