@@ -5,6 +5,8 @@
 //! ```text
 //! lock                         flock(2): exclusive for changes, shared for reads
 //! holds/<jail>/<address>       a symlink whose target is the unix time of the hold
+//!
+//! holds/<jail>/.since         "<address> <unix time>" lines, appended once per run
 //! ```
 //!
 //! One hold is one directory entry, so taking or releasing a hold is one
@@ -14,8 +16,14 @@
 //! serialises concurrent runs, and the kernel drops the lock of a run that
 //! dies. What a crash can leave (a route without hold, a hold without route)
 //! is repaired by `check` and `flush`.
+//!
+//! `.since` only makes reading the whole ledger fast (`list` of 100,000 holds
+//! reads one file per jail instead of 100,000 symlinks). The directory entries
+//! say which holds exist; a line for an address that is not held is ignored,
+//! the last line for an address wins, and a hold without a line falls back to
+//! its symlink. `check` rewrites the file from the live holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::IpAddr;
@@ -55,9 +63,17 @@ pub struct Holders {
     pub since: u64,
 }
 
+/// The per-jail file of hold times.
+const SINCE: &str = ".since";
+/// A `.since` file this large is rewritten from the live holds when a run
+/// appends to it (churn of hundreds of thousands of bans).
+const SINCE_COMPACT_BYTES: u64 = 32 << 20;
+
 pub struct Ledger {
     holds: PathBuf,
     jails: Vec<String>,
+    /// `.since` lines of this run's new holds, per jail, written by `finish`.
+    pending: BTreeMap<String, String>,
     /// None only for a read of a ledger that was never written.
     _lock: Option<Flock<File>>,
 }
@@ -111,6 +127,7 @@ impl Ledger {
         let mut ledger = Ledger {
             holds,
             jails: Vec::new(),
+            pending: BTreeMap::new(),
             _lock: Some(lock),
         };
         ledger.jails = ledger.read_jails().map_err(state_err(&ledger.holds))?;
@@ -124,6 +141,7 @@ impl Ledger {
         Ledger {
             holds,
             jails: Vec::new(),
+            pending: BTreeMap::new(),
             _lock: None,
         }
     }
@@ -186,7 +204,12 @@ impl Ledger {
         }
         let path = self.entry(jail, ip);
         match std::os::unix::fs::symlink(since.to_string(), &path) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                use std::fmt::Write;
+                let lines = self.pending.entry(jail.to_owned()).or_default();
+                let _ = writeln!(lines, "{ip} {since}");
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(state_err(&path)(e)),
         }
@@ -241,34 +264,100 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Remove `jail`'s directory once it holds nothing.
-    pub fn forget_jail_if_empty(&self, jail: &str) {
-        let _ = fs::remove_dir(self.holds.join(jail));
+    /// The jails that hold (or held) something.
+    pub fn jails(&self) -> &[String] {
+        &self.jails
     }
 
-    /// Everything: address -> holders. Reads one symlink per hold.
-    pub fn all(&self) -> Result<BTreeMap<IpAddr, Holders>, Error> {
-        let mut out: BTreeMap<IpAddr, Holders> = BTreeMap::new();
-        for jail in &self.jails {
-            let dir = self.holds.join(jail);
-            let entries = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(state_err(&dir)(e)),
+    /// Append this run's hold times to the `.since` files (one write per
+    /// jail), compacting a file that churn made large.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        for (jail, lines) in std::mem::take(&mut self.pending) {
+            let path = self.holds.join(&jail).join(SINCE);
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o640)
+                .open(&path)
+                .map_err(state_err(&path))?;
+            io::Write::write_all(&mut file, lines.as_bytes()).map_err(state_err(&path))?;
+            let size = file.metadata().map_err(state_err(&path))?.len();
+            if size > SINCE_COMPACT_BYTES {
+                self.compact(&jail)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrite `jail`'s `.since` from its live holds.
+    pub fn compact(&self, jail: &str) -> Result<(), Error> {
+        let dir = self.holds.join(jail);
+        let mut text = String::new();
+        for (ip, since) in self.read_jail(jail)? {
+            use std::fmt::Write;
+            let _ = writeln!(text, "{ip} {since}");
+        }
+        let tmp = dir.join(".since.new");
+        fs::write(&tmp, text).map_err(state_err(&tmp))?;
+        fs::rename(&tmp, dir.join(SINCE)).map_err(state_err(&dir))
+    }
+
+    /// Remove `jail`'s directory once it holds nothing.
+    pub fn forget_jail_if_empty(&self, jail: &str) {
+        let dir = self.holds.join(jail);
+        let only_since = fs::read_dir(&dir)
+            .map(|mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == SINCE)))
+            .unwrap_or(false);
+        if only_since {
+            let _ = fs::remove_file(dir.join(SINCE));
+            let _ = fs::remove_dir(dir);
+        }
+    }
+
+    /// `jail`'s holds with their times: the directory says which holds
+    /// exist, `.since` (or, failing that, the symlink) since when.
+    fn read_jail(&self, jail: &str) -> Result<Vec<(IpAddr, u64)>, Error> {
+        let dir = self.holds.join(jail);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(state_err(&dir)(e)),
+        };
+        let times = fs::read_to_string(dir.join(SINCE)).unwrap_or_default();
+        let mut since: HashMap<IpAddr, u64> = HashMap::new();
+        for line in times.lines() {
+            if let Some((ip, t)) = line.split_once(' ') {
+                if let (Ok(ip), Ok(t)) = (ip.parse(), t.parse()) {
+                    since.insert(ip, t);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(state_err(&dir))?;
+            let Some(ip) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<IpAddr>().ok())
+            else {
+                continue;
             };
-            for entry in entries {
-                let entry = entry.map_err(state_err(&dir))?;
-                let Some(ip) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.parse::<IpAddr>().ok())
-                else {
-                    continue;
-                };
-                let since = fs::read_link(entry.path())
+            let t = since.get(&ip).copied().unwrap_or_else(|| {
+                fs::read_link(entry.path())
                     .ok()
-                    .and_then(|t| t.to_str().and_then(|s| s.parse::<u64>().ok()))
-                    .unwrap_or(0);
+                    .and_then(|t| t.to_str().and_then(|s| s.parse().ok()))
+                    .unwrap_or(0)
+            });
+            out.push((ip, t));
+        }
+        Ok(out)
+    }
+
+    /// Everything: address -> holders.
+    pub fn all(&self) -> Result<HashMap<IpAddr, Holders>, Error> {
+        let mut out: HashMap<IpAddr, Holders> = HashMap::new();
+        for jail in &self.jails {
+            for (ip, since) in self.read_jail(jail)? {
                 let h = out.entry(ip).or_insert(Holders {
                     jails: Vec::new(),
                     since,
@@ -354,6 +443,7 @@ mod tests {
         assert!(!l.hold("sshd", a, 200).unwrap());
         assert!(l.hold("recidive", a, 50).unwrap());
         assert!(l.hold(MANUAL, b, 300).unwrap());
+        l.finish().unwrap();
         let all = l.all().unwrap();
         assert_eq!(all[&a].jails, vec!["recidive", "sshd"]);
         assert_eq!(all[&a].since, 50);
@@ -375,6 +465,35 @@ mod tests {
         // The leftover of an interrupted flush is swept by the next writer.
         let _l = Ledger::open(&dir, Access::Write).unwrap();
         assert!(!old.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn times_come_from_since_files_or_symlinks() {
+        let dir = tmp("since");
+        let mut l = Ledger::open(&dir, Access::Write).unwrap();
+        let a = ip("198.51.100.7");
+        let b = ip("198.51.100.8");
+        l.hold("sshd", a, 100).unwrap();
+        l.finish().unwrap();
+        // A hold without a line (a crash between symlink and append) still has its time.
+        l.hold("sshd", b, 200).unwrap();
+        l.pending.clear();
+        // Released and held again: the newer line wins.
+        l.release("sshd", a).unwrap();
+        l.hold("sshd", a, 300).unwrap();
+        l.finish().unwrap();
+        let all = l.all().unwrap();
+        assert_eq!(all[&a].since, 300);
+        assert_eq!(all[&b].since, 200);
+        l.compact("sshd").unwrap();
+        let text = fs::read_to_string(dir.join("holds/sshd/.since")).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert_eq!(l.all().unwrap()[&a].since, 300);
+        l.release("sshd", a).unwrap();
+        l.release("sshd", b).unwrap();
+        l.forget_jail_if_empty("sshd");
+        assert!(!dir.join("holds/sshd").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -13,6 +13,9 @@ use crate::kernel::{Added, Kernel};
 use crate::ledger::{self, Access, Ledger};
 use crate::route::Lookup;
 
+/// From this many addresses on, holds are written on a second thread.
+const PARALLEL_FROM: usize = 512;
+
 pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
     let addrs = addresses(&args.ips)?;
     let jail = args.jail.as_deref().unwrap_or(ledger::MANUAL);
@@ -67,21 +70,30 @@ pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
     // `check` repairs; a hold whose route could not be added is taken back.
     let ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
     let since = ledger::now();
-    let writer = {
+    let write_holds = {
         let (jail, addrs) = (jail.to_owned(), addrs.clone());
-        std::thread::spawn(move || {
+        move || {
             let mut ledger = ledger;
             let taken: Result<Vec<bool>, Error> = addrs
                 .iter()
                 .map(|ip| ledger.hold(&jail, *ip, since))
                 .collect();
             (ledger, taken)
-        })
+        }
     };
-    let outcomes = kernel.add(&addrs, kind, ctx.marker).await;
-    let (ledger, taken) = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("ledger writer panicked"))?;
+    let (outcomes, (mut ledger, taken)) = if addrs.len() < PARALLEL_FROM {
+        // A thread costs more than a few symlinks: fail2ban's single ban
+        // stays on one thread.
+        let held = write_holds();
+        (kernel.add(&addrs, kind, ctx.marker).await, held)
+    } else {
+        let writer = std::thread::spawn(write_holds);
+        let outcomes = kernel.add(&addrs, kind, ctx.marker).await;
+        let held = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("ledger writer panicked"))?;
+        (outcomes, held)
+    };
     let taken = taken?;
     let outcomes = match outcomes {
         Ok(o) => o,
@@ -127,6 +139,7 @@ pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
             }
         }
     }
+    ledger.finish()?;
     let mut summary = format!("added {}", count(created, "route"));
     if present > 0 {
         summary.push_str(&format!(", {present} already present"));

@@ -43,6 +43,9 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         ctx.out
             .change(&format!("dropped the holds on {ip}: its route is gone"));
     }
+    for jail in ledger.jails() {
+        ledger.compact(jail)?;
+    }
     let outcomes = kernel.del(&orphans, ctx.marker).await?;
     for (ip, outcome) in orphans.iter().zip(outcomes) {
         if outcome.is_ok() {
