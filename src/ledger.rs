@@ -314,9 +314,11 @@ impl Ledger {
         }
     }
 
-    /// `jail`'s holds with their times: the directory says which holds
-    /// exist, `.since` (or, failing that, the symlink) since when.
-    fn read_jail(&self, jail: &str) -> Result<Vec<(IpAddr, u64)>, Error> {
+    /// `jail`'s holds (addresses as written, in canonical text form) with
+    /// their times: the directory says which holds exist, `.since` (or,
+    /// failing that, the symlink) since when. No address is parsed: this is
+    /// the inner loop of `list`.
+    fn read_jail(&self, jail: &str) -> Result<Vec<(String, u64)>, Error> {
         let dir = self.holds.join(jail);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -324,10 +326,10 @@ impl Ledger {
             Err(e) => return Err(state_err(&dir)(e)),
         };
         let times = fs::read_to_string(dir.join(SINCE)).unwrap_or_default();
-        let mut since: HashMap<IpAddr, u64> = HashMap::new();
+        let mut since: HashMap<&str, u64> = HashMap::new();
         for line in times.lines() {
             if let Some((ip, t)) = line.split_once(' ') {
-                if let (Ok(ip), Ok(t)) = (ip.parse(), t.parse()) {
+                if let Ok(t) = t.parse() {
                     since.insert(ip, t);
                 }
             }
@@ -335,27 +337,26 @@ impl Ledger {
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(state_err(&dir))?;
-            let Some(ip) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<IpAddr>().ok())
-            else {
+            let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let t = since.get(&ip).copied().unwrap_or_else(|| {
+            if name.starts_with('.') {
+                continue;
+            }
+            let t = since.get(name.as_str()).copied().unwrap_or_else(|| {
                 fs::read_link(entry.path())
                     .ok()
                     .and_then(|t| t.to_str().and_then(|s| s.parse().ok()))
                     .unwrap_or(0)
             });
-            out.push((ip, t));
+            out.push((name, t));
         }
         Ok(out)
     }
 
-    /// Everything: address -> holders.
-    pub fn all(&self) -> Result<HashMap<IpAddr, Holders>, Error> {
-        let mut out: HashMap<IpAddr, Holders> = HashMap::new();
+    /// Everything: address (canonical text, as `IpAddr` displays it) -> holders.
+    pub fn all(&self) -> Result<HashMap<String, Holders>, Error> {
+        let mut out: HashMap<String, Holders> = HashMap::new();
         for jail in &self.jails {
             for (ip, since) in self.read_jail(jail)? {
                 let h = out.entry(ip).or_insert(Holders {
@@ -445,9 +446,9 @@ mod tests {
         assert!(l.hold(MANUAL, b, 300).unwrap());
         l.finish().unwrap();
         let all = l.all().unwrap();
-        assert_eq!(all[&a].jails, vec!["recidive", "sshd"]);
-        assert_eq!(all[&a].since, 50);
-        assert_eq!(all[&b].jails, vec![MANUAL]);
+        assert_eq!(all["198.51.100.7"].jails, vec!["recidive", "sshd"]);
+        assert_eq!(all["198.51.100.7"].since, 50);
+        assert_eq!(all["2001:db8::7"].jails, vec![MANUAL]);
         assert!(l.release("sshd", a).unwrap());
         assert!(!l.release("sshd", a).unwrap());
         assert!(l.is_held(a).unwrap());
@@ -484,12 +485,12 @@ mod tests {
         l.hold("sshd", a, 300).unwrap();
         l.finish().unwrap();
         let all = l.all().unwrap();
-        assert_eq!(all[&a].since, 300);
-        assert_eq!(all[&b].since, 200);
+        assert_eq!(all["198.51.100.7"].since, 300);
+        assert_eq!(all["198.51.100.8"].since, 200);
         l.compact("sshd").unwrap();
         let text = fs::read_to_string(dir.join("holds/sshd/.since")).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
-        assert_eq!(l.all().unwrap()[&a].since, 300);
+        assert_eq!(l.all().unwrap()["198.51.100.7"].since, 300);
         l.release("sshd", a).unwrap();
         l.release("sshd", b).unwrap();
         l.forget_jail_if_empty("sshd");

@@ -2,6 +2,7 @@
 //! interrupted run left and says all is well.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use anyhow::Result;
 
@@ -27,16 +28,16 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     // del/add; a hold without a route means the route went behind our back.
     let routes = kernel.owned(ctx.marker).await?;
     let holds = ledger.all()?;
-    let routed: BTreeSet<_> = routes.iter().map(|r| r.addr).collect();
-    let orphans: Vec<_> = routed
+    let routed: BTreeSet<String> = routes.iter().map(|r| r.addr.to_string()).collect();
+    let orphans: Vec<IpAddr> = routes
         .iter()
-        .copied()
-        .filter(|ip| !holds.contains_key(ip))
+        .map(|r| r.addr)
+        .filter(|ip| !holds.contains_key(&ip.to_string()))
         .collect();
-    let stale: Vec<_> = holds
+    let stale: Vec<IpAddr> = holds
         .keys()
-        .copied()
-        .filter(|ip| !routed.contains(ip))
+        .filter(|ip| !routed.contains(*ip))
+        .filter_map(|ip| ip.parse().ok())
         .collect();
     for ip in &stale {
         ledger.release_all(*ip)?;

@@ -41,12 +41,13 @@ pub async fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let written: io::Result<()> = (|| {
         for route in &routes {
-            let h = holds.get(&route.addr).unwrap_or(&none);
+            let address = route.addr.to_string();
+            let h = holds.get(&address).unwrap_or(&none);
             let since = (!h.jails.is_empty()).then_some(h.since);
             if args.json {
                 let entry = Entry {
-                    address: route.addr.to_string(),
-                    prefix: format!("{}/{}", route.addr, host_len(route.addr)),
+                    prefix: format!("{address}/{}", host_len(route.addr)),
+                    address,
                     family: family(route.addr),
                     kind: route.kind.as_str(),
                     protocol: ctx.marker.protocol,
