@@ -18,12 +18,8 @@ pub enum Error {
         reason: Invalid,
         more: usize,
     },
-    #[error("bad jail name {0:?}: use 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit")]
-    BadJail(String),
     #[error("stdin (\"-\") given more than once")]
     StdinTwice,
-    #[error("no address given")]
-    NoAddress,
     #[error("refused {addr}: {rule}{}; nothing changed", more_suffix(*more))]
     Refused {
         addr: IpAddr,
@@ -75,11 +71,7 @@ fn more_suffix(more: usize) -> String {
 impl Error {
     pub fn exit(&self) -> Exit {
         match self {
-            Error::BadAddress { .. }
-            | Error::BadJail(_)
-            | Error::StdinTwice
-            | Error::NoAddress
-            | Error::Render(_) => Exit::Usage,
+            Error::BadAddress { .. } | Error::StdinTwice | Error::Render(_) => Exit::Usage,
             Error::Refused { .. } => Exit::Refused,
             Error::Conflict { .. } => Exit::Conflict,
             Error::Config { .. } => Exit::Config,

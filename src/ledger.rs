@@ -5,8 +5,8 @@
 //! ```text
 //! lock                         flock(2): exclusive for changes, shared for reads
 //! holds/<jail>/<address>       a symlink whose target is the unix time of the hold
-//!
-//! holds/<jail>/.since         "<address> <unix time>" lines, appended once per run
+//! holds/<jail>/.journal        "+<address> <time>" / "-<address>" lines, appended once per run
+//! journal.dirty                exists while a run changes holds
 //! ```
 //!
 //! One hold is one directory entry, so taking or releasing a hold is one
@@ -17,12 +17,15 @@
 //! dies. What a crash can leave (a route without hold, a hold without route)
 //! is repaired by `check` and `flush`.
 //!
-//! `.since` only makes reading the whole ledger fast (`list` of 100,000 holds
-//! reads one file per jail instead of 100,000 symlinks). The directory entries
-//! say which holds exist; a line for an address that is not held is ignored,
-//! the last line for an address wins, and a hold without a line falls back to
-//! its symlink. `check` rewrites the file from the live holds.
+//! The directory entries are the truth. The journal repeats them so that
+//! reading the whole ledger (`list` of 100,000 holds) is one sequential read
+//! per jail instead of a directory walk. A run writes `journal.dirty` before
+//! its first change and removes it after appending to the journals; a reader
+//! that finds it (a writer died in between) walks the directories instead,
+//! and the next writer rebuilds the journals from them. A journal that churn
+//! made large is rewritten from the directory, and so is every one by `check`.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -54,26 +57,63 @@ pub enum Access {
     Write,
 }
 
-/// Who holds one address.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Who holds one address: indices into [`Holds::jails`], ascending (so the
+/// names come out sorted). The first is inline: most addresses have one
+/// holder, and `list` of 100,000 should not allocate 100,000 vectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holders {
-    /// Sorted jail names.
-    pub jails: Vec<String>,
+    first: u16,
+    rest: Vec<u16>,
     /// Unix time of the oldest hold.
     pub since: u64,
 }
 
-/// The per-jail file of hold times.
-const SINCE: &str = ".since";
-/// A `.since` file this large is rewritten from the live holds when a run
-/// appends to it (churn of hundreds of thousands of bans).
-const SINCE_COMPACT_BYTES: u64 = 32 << 20;
+/// The whole ledger, read at once: address -> holders.
+#[derive(Debug, Default)]
+pub struct Holds {
+    jails: Vec<String>,
+    by_addr: HashMap<IpAddr, Holders>,
+}
+
+impl Holds {
+    pub fn get(&self, addr: &IpAddr) -> Option<&Holders> {
+        self.by_addr.get(addr)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.by_addr.keys().copied()
+    }
+
+    /// The names of the jails holding `h`, sorted.
+    pub fn names<'a>(&'a self, h: &'a Holders) -> impl Iterator<Item = &'a str> + Clone + 'a {
+        std::iter::once(h.first)
+            .chain(h.rest.iter().copied())
+            .map(|i| self.jails[usize::from(i)].as_str())
+    }
+}
+
+/// The per-jail journal of holds taken and released.
+const JOURNAL: &str = ".journal";
+/// A journal this large is rewritten from the directory when a run appends
+/// to it (churn of hundreds of thousands of bans).
+const JOURNAL_COMPACT_BYTES: u64 = 32 << 20;
+/// Present while a run changes holds; left behind by a run that died.
+const DIRTY: &str = "journal.dirty";
 
 pub struct Ledger {
     holds: PathBuf,
+    dirty: PathBuf,
     jails: Vec<String>,
-    /// `.since` lines of this run's new holds, per jail, written by `finish`.
+    /// Journal lines of this run's changes, per jail, appended by `finish`.
     pending: BTreeMap<String, String>,
+    /// Whether this run wrote the dirty marker.
+    marked: bool,
+    /// Whether the journals can be trusted (no run died since they were written).
+    journals_trusted: bool,
     /// None only for a read of a ledger that was never written.
     _lock: Option<Flock<File>>,
 }
@@ -124,26 +164,56 @@ impl Ledger {
         let lock = Flock::lock(file, mode).map_err(|(_, errno)| {
             state_err(&lock_path)(io::Error::from_raw_os_error(errno as i32))
         })?;
+        let dirty = dir.join(DIRTY);
         let mut ledger = Ledger {
             holds,
+            journals_trusted: !dirty.exists(),
+            dirty,
             jails: Vec::new(),
             pending: BTreeMap::new(),
+            marked: false,
             _lock: Some(lock),
         };
         ledger.jails = ledger.read_jails().map_err(state_err(&ledger.holds))?;
         if access == Access::Write {
             ledger.sweep(dir);
+            if !ledger.journals_trusted {
+                // A run died between its changes and its journal lines.
+                for jail in ledger.jails.clone() {
+                    ledger.compact(&jail)?;
+                }
+                fs::remove_file(&ledger.dirty).map_err(state_err(&ledger.dirty))?;
+                ledger.journals_trusted = true;
+            }
         }
         Ok(ledger)
     }
 
     fn empty(holds: PathBuf) -> Ledger {
         Ledger {
+            dirty: holds.with_file_name(DIRTY),
             holds,
             jails: Vec::new(),
             pending: BTreeMap::new(),
+            marked: false,
+            journals_trusted: true,
             _lock: None,
         }
+    }
+
+    /// Mark the journals untrusted until `finish`; once per run.
+    fn mark(&mut self) -> Result<(), Error> {
+        if !self.marked {
+            File::create(&self.dirty).map_err(state_err(&self.dirty))?;
+            self.marked = true;
+        }
+        Ok(())
+    }
+
+    fn journal(&mut self, jail: &str, line: std::fmt::Arguments<'_>) {
+        use std::fmt::Write;
+        let lines = self.pending.entry(jail.to_owned()).or_default();
+        let _ = lines.write_fmt(line);
     }
 
     fn read_jails(&self) -> io::Result<Vec<String>> {
@@ -202,12 +272,11 @@ impl Ledger {
             self.jails.push(jail.to_owned());
             self.jails.sort();
         }
+        self.mark()?;
         let path = self.entry(jail, ip);
         match std::os::unix::fs::symlink(since.to_string(), &path) {
             Ok(()) => {
-                use std::fmt::Write;
-                let lines = self.pending.entry(jail.to_owned()).or_default();
-                let _ = writeln!(lines, "{ip} {since}");
+                self.journal(jail, format_args!("+{ip} {since}\n"));
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
@@ -216,19 +285,31 @@ impl Ledger {
     }
 
     /// Drop `jail`'s hold on `ip`; `false` when it had none.
-    pub fn release(&self, jail: &str, ip: IpAddr) -> Result<bool, Error> {
+    pub fn release(&mut self, jail: &str, ip: IpAddr) -> Result<bool, Error> {
         let path = self.entry(jail, ip);
+        if !self.marked {
+            // Releasing nothing is common (idempotent unbans): only mark
+            // when there is something to release.
+            match fs::symlink_metadata(&path) {
+                Ok(_) => self.mark()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(state_err(&path)(e)),
+            }
+        }
         match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.journal(jail, format_args!("-{ip}\n"));
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(state_err(&path)(e)),
         }
     }
 
     /// Drop every hold on `ip`.
-    pub fn release_all(&self, ip: IpAddr) -> Result<(), Error> {
-        for jail in &self.jails {
-            self.release(jail, ip)?;
+    pub fn release_all(&mut self, ip: IpAddr) -> Result<(), Error> {
+        for jail in self.jails.clone() {
+            self.release(&jail, ip)?;
         }
         Ok(())
     }
@@ -269,105 +350,147 @@ impl Ledger {
         &self.jails
     }
 
-    /// Append this run's hold times to the `.since` files (one write per
-    /// jail), compacting a file that churn made large.
+    /// Append this run's changes to the journals (one write per jail),
+    /// compact a journal that churn made large, and clear the dirty mark.
     pub fn finish(&mut self) -> Result<(), Error> {
         for (jail, lines) in std::mem::take(&mut self.pending) {
-            let path = self.holds.join(&jail).join(SINCE);
-            let mut file = OpenOptions::new()
+            let path = self.holds.join(&jail).join(JOURNAL);
+            let mut file = match OpenOptions::new()
                 .create(true)
                 .append(true)
                 .mode(0o640)
                 .open(&path)
-                .map_err(state_err(&path))?;
+            {
+                Ok(f) => f,
+                // The jail's directory went with its last hold.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(state_err(&path)(e)),
+            };
             io::Write::write_all(&mut file, lines.as_bytes()).map_err(state_err(&path))?;
             let size = file.metadata().map_err(state_err(&path))?.len();
-            if size > SINCE_COMPACT_BYTES {
+            if size > JOURNAL_COMPACT_BYTES {
                 self.compact(&jail)?;
             }
+        }
+        if self.marked {
+            fs::remove_file(&self.dirty).map_err(state_err(&self.dirty))?;
+            self.marked = false;
         }
         Ok(())
     }
 
-    /// Rewrite `jail`'s `.since` from its live holds.
+    /// Rewrite `jail`'s journal from its directory.
     pub fn compact(&self, jail: &str) -> Result<(), Error> {
         let dir = self.holds.join(jail);
         let mut text = String::new();
-        for (ip, since) in self.read_jail(jail)? {
+        for (ip, since) in self.walk_jail(jail)? {
             use std::fmt::Write;
-            let _ = writeln!(text, "{ip} {since}");
+            let _ = writeln!(text, "+{ip} {since}");
         }
-        let tmp = dir.join(".since.new");
-        fs::write(&tmp, text).map_err(state_err(&tmp))?;
-        fs::rename(&tmp, dir.join(SINCE)).map_err(state_err(&dir))
+        let tmp = dir.join(".journal.new");
+        match fs::write(&tmp, text) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(state_err(&tmp)(e)),
+        }
+        fs::rename(&tmp, dir.join(JOURNAL)).map_err(state_err(&dir))
     }
 
     /// Remove `jail`'s directory once it holds nothing.
-    pub fn forget_jail_if_empty(&self, jail: &str) {
+    pub fn forget_jail_if_empty(&mut self, jail: &str) {
         let dir = self.holds.join(jail);
-        let only_since = fs::read_dir(&dir)
-            .map(|mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == SINCE)))
+        let only_journal = fs::read_dir(&dir)
+            .map(|mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == JOURNAL)))
             .unwrap_or(false);
-        if only_since {
-            let _ = fs::remove_file(dir.join(SINCE));
+        if only_journal {
+            let _ = fs::remove_file(dir.join(JOURNAL));
             let _ = fs::remove_dir(dir);
+            self.pending.remove(jail);
         }
     }
 
-    /// `jail`'s holds (addresses as written, in canonical text form) with
-    /// their times: the directory says which holds exist, `.since` (or,
-    /// failing that, the symlink) since when. No address is parsed: this is
-    /// the inner loop of `list`.
-    fn read_jail(&self, jail: &str) -> Result<Vec<(String, u64)>, Error> {
+    /// `jail`'s holds from its directory (the truth), with their times from
+    /// the symlinks. Used to rebuild journals and when they are untrusted.
+    fn walk_jail(&self, jail: &str) -> Result<Vec<(IpAddr, u64)>, Error> {
         let dir = self.holds.join(jail);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(state_err(&dir)(e)),
         };
-        let times = fs::read_to_string(dir.join(SINCE)).unwrap_or_default();
-        let mut since: HashMap<&str, u64> = HashMap::new();
-        for line in times.lines() {
-            if let Some((ip, t)) = line.split_once(' ') {
-                if let Ok(t) = t.parse() {
-                    since.insert(ip, t);
-                }
-            }
-        }
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(state_err(&dir))?;
-            let Ok(name) = entry.file_name().into_string() else {
+            let Some(ip) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<IpAddr>().ok())
+            else {
                 continue;
             };
-            if name.starts_with('.') {
-                continue;
-            }
-            let t = since.get(name.as_str()).copied().unwrap_or_else(|| {
-                fs::read_link(entry.path())
-                    .ok()
-                    .and_then(|t| t.to_str().and_then(|s| s.parse().ok()))
-                    .unwrap_or(0)
-            });
-            out.push((name, t));
+            let since = fs::read_link(entry.path())
+                .ok()
+                .and_then(|t| t.to_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(0);
+            out.push((ip, since));
         }
         Ok(out)
     }
 
-    /// Everything: address (canonical text, as `IpAddr` displays it) -> holders.
-    pub fn all(&self) -> Result<HashMap<String, Holders>, Error> {
-        let mut out: HashMap<String, Holders> = HashMap::new();
-        for jail in &self.jails {
-            for (ip, since) in self.read_jail(jail)? {
-                let h = out.entry(ip).or_insert(Holders {
-                    jails: Vec::new(),
-                    since,
-                });
-                h.jails.push(jail.clone());
-                h.since = h.since.min(since);
+    /// `jail`'s holds with their times: a replay of its journal when
+    /// trusted, else a walk of its directory.
+    fn read_jail(&self, jail: &str) -> Result<Vec<(IpAddr, u64)>, Error> {
+        if !self.journals_trusted || !self.pending.is_empty() {
+            return self.walk_jail(jail);
+        }
+        let path = self.holds.join(jail).join(JOURNAL);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.walk_jail(jail),
+            Err(e) => return Err(state_err(&path)(e)),
+        };
+        let mut live: HashMap<IpAddr, u64> = HashMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix('+') {
+                if let Some((ip, t)) = rest.split_once(' ') {
+                    if let Ok(ip) = ip.parse() {
+                        live.insert(ip, t.parse().unwrap_or(0));
+                    }
+                }
+            } else if let Some(Ok(ip)) = line.strip_prefix('-').map(str::parse::<IpAddr>) {
+                live.remove(&ip);
             }
         }
-        Ok(out)
+        Ok(live.into_iter().collect())
+    }
+
+    /// Everything, for `list` and `check`.
+    pub fn all(&self) -> Result<Holds, Error> {
+        let mut holds = Holds {
+            jails: self.jails.clone(),
+            by_addr: HashMap::new(),
+        };
+        for (index, jail) in self.jails.iter().enumerate() {
+            let index = u16::try_from(index)
+                .map_err(|_| state_err(&self.holds)(io::Error::other("more than 65,536 jails")))?;
+            for (ip, since) in self.read_jail(jail)? {
+                match holds.by_addr.entry(ip) {
+                    Entry::Vacant(v) => {
+                        v.insert(Holders {
+                            first: index,
+                            rest: Vec::new(),
+                            since,
+                        });
+                    }
+                    Entry::Occupied(mut o) => {
+                        let h = o.get_mut();
+                        h.rest.push(index);
+                        h.since = h.since.min(since);
+                    }
+                }
+            }
+        }
+        Ok(holds)
     }
 
     /// Drop every hold. The tree is first renamed away (one atomic step), so
@@ -389,7 +512,15 @@ impl Ledger {
             .create(&self.holds)
             .map_err(state_err(&self.holds))?;
         self.jails.clear();
+        self.pending.clear();
         Ok(Some(old))
+    }
+}
+
+impl Drop for Ledger {
+    /// A run that stops on an error still journals the changes it made.
+    fn drop(&mut self) {
+        let _ = self.finish();
     }
 }
 
@@ -446,9 +577,10 @@ mod tests {
         assert!(l.hold(MANUAL, b, 300).unwrap());
         l.finish().unwrap();
         let all = l.all().unwrap();
-        assert_eq!(all["198.51.100.7"].jails, vec!["recidive", "sshd"]);
-        assert_eq!(all["198.51.100.7"].since, 50);
-        assert_eq!(all["2001:db8::7"].jails, vec![MANUAL]);
+        let names = |ip: IpAddr| all.names(all.get(&ip).unwrap()).collect::<Vec<_>>();
+        assert_eq!(names(a), vec!["recidive", "sshd"]);
+        assert_eq!(all.get(&a).unwrap().since, 50);
+        assert_eq!(names(b), vec![MANUAL]);
         assert!(l.release("sshd", a).unwrap());
         assert!(!l.release("sshd", a).unwrap());
         assert!(l.is_held(a).unwrap());
@@ -477,20 +609,37 @@ mod tests {
         let b = ip("198.51.100.8");
         l.hold("sshd", a, 100).unwrap();
         l.finish().unwrap();
-        // A hold without a line (a crash between symlink and append) still has its time.
+        // A run that dies between its changes and its journal lines: the
+        // marker stays, readers walk the directory, the next writer rebuilds.
         l.hold("sshd", b, 200).unwrap();
         l.pending.clear();
+        l.marked = false;
+        drop(l);
+        assert!(dir.join(DIRTY).exists());
+        let r = Ledger::open(&dir, Access::Read).unwrap();
+        assert_eq!(
+            r.all().unwrap().get(&ip("198.51.100.8")).unwrap().since,
+            200
+        );
+        drop(r);
+        let mut l = Ledger::open(&dir, Access::Write).unwrap();
+        assert!(!dir.join(DIRTY).exists());
+        let journal = fs::read_to_string(dir.join("holds/sshd/.journal")).unwrap();
+        assert!(journal.contains("+198.51.100.8 200"), "{journal}");
         // Released and held again: the newer line wins.
         l.release("sshd", a).unwrap();
         l.hold("sshd", a, 300).unwrap();
         l.finish().unwrap();
         let all = l.all().unwrap();
-        assert_eq!(all["198.51.100.7"].since, 300);
-        assert_eq!(all["198.51.100.8"].since, 200);
+        assert_eq!(all.get(&ip("198.51.100.7")).unwrap().since, 300);
+        assert_eq!(all.get(&ip("198.51.100.8")).unwrap().since, 200);
         l.compact("sshd").unwrap();
-        let text = fs::read_to_string(dir.join("holds/sshd/.since")).unwrap();
+        let text = fs::read_to_string(dir.join("holds/sshd/.journal")).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
-        assert_eq!(l.all().unwrap()["198.51.100.7"].since, 300);
+        assert_eq!(
+            l.all().unwrap().get(&ip("198.51.100.7")).unwrap().since,
+            300
+        );
         l.release("sshd", a).unwrap();
         l.release("sshd", b).unwrap();
         l.forget_jail_if_empty("sshd");

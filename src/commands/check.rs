@@ -22,28 +22,28 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     }
     let kernel = Kernel::connect()?;
     kernel.local_addresses().await?;
-    let ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
+    let mut ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
 
     // Repair: a route without a hold is the leftover of an interrupted
     // del/add; a hold without a route means the route went behind our back.
     let routes = kernel.owned(ctx.marker).await?;
     let holds = ledger.all()?;
-    let routed: BTreeSet<String> = routes.iter().map(|r| r.addr.to_string()).collect();
+    let routed: BTreeSet<IpAddr> = routes.iter().map(|r| r.addr).collect();
     let orphans: Vec<IpAddr> = routes
         .iter()
         .map(|r| r.addr)
-        .filter(|ip| !holds.contains_key(&ip.to_string()))
+        .filter(|ip| holds.get(ip).is_none())
         .collect();
     let stale: Vec<IpAddr> = holds
-        .keys()
-        .filter(|ip| !routed.contains(*ip))
-        .filter_map(|ip| ip.parse().ok())
+        .addresses()
+        .filter(|ip| !routed.contains(ip))
         .collect();
     for ip in &stale {
         ledger.release_all(*ip)?;
         ctx.out
             .change(&format!("dropped the holds on {ip}: its route is gone"));
     }
+    ledger.finish()?;
     for jail in ledger.jails() {
         ledger.compact(jail)?;
     }

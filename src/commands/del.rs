@@ -10,7 +10,7 @@ use crate::ledger::{Access, Ledger};
 pub async fn run(ctx: &mut Ctx, args: &DelArgs) -> Result<()> {
     let addrs = addresses(&args.ips)?;
     let kernel = Kernel::connect()?;
-    let ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
+    let mut ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
 
     // Holds first, routes second: a crash in between leaves a route without
     // hold, which keeps dropping (the safe side) until `check` removes it.
@@ -35,6 +35,7 @@ pub async fn run(ctx: &mut Ctx, args: &DelArgs) -> Result<()> {
         }
     }
 
+    ledger.finish()?;
     let outcomes = kernel.del(&unheld, ctx.marker).await?;
     let (mut removed, mut absent) = (0usize, 0usize);
     let mut failures = Vec::new();

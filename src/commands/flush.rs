@@ -20,6 +20,8 @@ pub async fn run(ctx: &mut Ctx, args: &FlushArgs) -> Result<()> {
                     unheld.push(*ip);
                 }
             }
+            ledger.forget_jail_if_empty(jail);
+            ledger.finish()?;
             let outcomes = kernel.del(&unheld, ctx.marker).await?;
             let mut removed = 0usize;
             let mut failures = Vec::new();
@@ -33,7 +35,6 @@ pub async fn run(ctx: &mut Ctx, args: &FlushArgs) -> Result<()> {
                     Err(e) => failures.push((*ip, e)),
                 }
             }
-            ledger.forget_jail_if_empty(jail);
             ctx.out.summary(&format!(
                 "released {} of {jail}, removed {}",
                 count(held.len(), "hold"),

@@ -121,6 +121,7 @@ impl Report {
 
 /// The addresses of the command line, with "-" read from stdin; every one
 /// is validated before the caller changes anything. Duplicates are dropped.
+/// An empty stdin is no address at all, which is nothing to do, not an error.
 pub fn addresses(args: &[String]) -> Result<Vec<IpAddr>, Error> {
     if args.iter().filter(|a| *a == "-").count() > 1 {
         return Err(Error::StdinTwice);
@@ -189,9 +190,6 @@ pub fn addresses(args: &[String]) -> Result<Vec<IpAddr>, Error> {
             reason,
             more: bad_count - 1,
         });
-    }
-    if out.is_empty() {
-        return Err(Error::NoAddress);
     }
     Ok(out)
 }
