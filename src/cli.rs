@@ -23,16 +23,16 @@ use crate::config::RouteKind;
 )]
 pub struct Cli {
     /// Configuration file [default: /etc/f2b-route/f2b-route.toml, built-in defaults if absent]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Directory of the ledger of holds (overrides the config's state_dir)
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Print nothing but errors
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Print one line per address
-    #[arg(short, long, global = true)]
+    #[arg(short, long)]
     pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,

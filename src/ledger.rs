@@ -175,16 +175,13 @@ impl Ledger {
             _lock: Some(lock),
         };
         ledger.jails = ledger.read_jails().map_err(state_err(&ledger.holds))?;
-        if access == Access::Write {
-            ledger.sweep(dir);
-            if !ledger.journals_trusted {
-                // A run died between its changes and its journal lines.
-                for jail in ledger.jails.clone() {
-                    ledger.compact(&jail)?;
-                }
-                fs::remove_file(&ledger.dirty).map_err(state_err(&ledger.dirty))?;
-                ledger.journals_trusted = true;
+        if access == Access::Write && !ledger.journals_trusted {
+            // A run died between its changes and its journal lines.
+            for jail in ledger.jails.clone() {
+                ledger.compact(&jail)?;
             }
+            fs::remove_file(&ledger.dirty).map_err(state_err(&ledger.dirty))?;
+            ledger.journals_trusted = true;
         }
         Ok(ledger)
     }
@@ -235,8 +232,12 @@ impl Ledger {
         Ok(jails)
     }
 
-    /// Remove what an interrupted `flush` left behind.
-    fn sweep(&self, dir: &Path) {
+    /// Remove what an interrupted `flush` left behind (`flush` and `check`
+    /// call this; a ban does not pay for it).
+    pub fn sweep(&self) {
+        let Some(dir) = self.holds.parent() else {
+            return;
+        };
         if let Ok(entries) = fs::read_dir(dir) {
             for entry in entries.flatten() {
                 if entry
@@ -595,8 +596,10 @@ mod tests {
         assert!(old.exists());
         assert!(l.all().unwrap().is_empty());
         drop(l);
-        // The leftover of an interrupted flush is swept by the next writer.
-        let _l = Ledger::open(&dir, Access::Write).unwrap();
+        // The leftover of an interrupted flush is swept by the next flush or check.
+        let l = Ledger::open(&dir, Access::Write).unwrap();
+        assert!(old.exists());
+        l.sweep();
         assert!(!old.exists());
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -19,7 +19,7 @@
 #   pf        no pfctl on Linux: the rendered lines are checked by text only.
 #
 # Usage: sudo tests/render_daemons.sh   (after `cargo build`)
-#   F2B_ROUTE=path  the binary to use (default target/debug/f2b-route)
+#   F2B_ROUTE=path  the binary to use (default: the debug build, target/<host triple>/debug/f2b-route)
 #   KEEP=1          keep the temp dir for inspection
 #
 # Needs root (namespaces, daemons). Documentation addresses only; everything
@@ -30,7 +30,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 REPO=$PWD
-BIN=${F2B_ROUTE:-$REPO/target/debug/f2b-route}
+BIN=${F2B_ROUTE:-$REPO/target/$(rustc -vV | sed -n "s/^host: //p")/debug/f2b-route}
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }

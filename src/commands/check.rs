@@ -23,6 +23,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let kernel = Kernel::connect()?;
     kernel.local_addresses().await?;
     let mut ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
+    ledger.sweep();
 
     // Repair: a route without a hold is the leftover of an interrupted
     // del/add; a hold without a route means the route went behind our back.

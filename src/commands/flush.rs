@@ -10,6 +10,7 @@ use crate::ledger::{Access, Ledger};
 pub async fn run(ctx: &mut Ctx, args: &FlushArgs) -> Result<()> {
     let kernel = Kernel::connect()?;
     let mut ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
+    ledger.sweep();
     match &args.jail {
         Some(jail) => {
             let held = ledger.held_by(jail)?;

@@ -94,7 +94,7 @@ impl Report {
     pub fn change(&mut self, message: &str) {
         self.syslog.log(Severity::Notice, message);
         if self.verbosity == Verbosity::Verbose {
-            eprintln!("f2b-route: {message}");
+            say(message);
         }
     }
 
@@ -106,7 +106,7 @@ impl Report {
     /// Something worth knowing that changed nothing: stderr with -v.
     pub fn detail(&mut self, message: &str) {
         if self.verbosity == Verbosity::Verbose {
-            eprintln!("f2b-route: {message}");
+            say(message);
         }
     }
 
@@ -114,9 +114,16 @@ impl Report {
     pub fn summary(&mut self, message: &str) {
         self.syslog.finish(message);
         if self.verbosity != Verbosity::Quiet {
-            eprintln!("f2b-route: {message}");
+            say(message);
         }
     }
+}
+
+/// One line on stderr in one write (stderr is unbuffered).
+fn say(message: &str) {
+    use std::io::Write;
+    let line = format!("f2b-route: {message}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// The addresses of the command line, with "-" read from stdin; every one
