@@ -40,6 +40,8 @@ pub enum Error {
     NoPermission(String),
     #[error("reading stdin")]
     Stdin(#[source] io::Error),
+    #[error("writing the list")]
+    Output(#[source] io::Error),
     #[error("kernel refused to {what} {addr}{}", more_suffix(*more))]
     Kernel {
         what: &'static str,
@@ -83,7 +85,7 @@ impl Error {
                     Exit::Failure
                 }
             }
-            Error::Netlink(_) | Error::Stdin(_) => Exit::Failure,
+            Error::Netlink(_) | Error::Stdin(_) | Error::Output(_) => Exit::Failure,
         }
     }
 }

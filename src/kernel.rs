@@ -208,22 +208,27 @@ impl Kernel {
             .collect())
     }
 
-    async fn dump(&self, request: Request) -> Result<Vec<RouteNetlinkMessage>, Error> {
+    /// Run a dump, handing each message to `each` as it arrives (a dump of
+    /// 100,000 routes is never held in memory whole).
+    async fn dump(
+        &self,
+        request: Request,
+        mut each: impl FnMut(RouteNetlinkMessage),
+    ) -> Result<(), Error> {
         let mut replies = self
             .handle
             .request(request, SocketAddr::new(0, 0))
             .map_err(|e| Error::Netlink(format!("request not sent: {e}")))?;
-        let mut out = Vec::new();
         while let Some(msg) = replies.next().await {
             match msg.payload {
-                NetlinkPayload::InnerMessage(m) => out.push(m),
+                NetlinkPayload::InnerMessage(m) => each(m),
                 NetlinkPayload::Error(e) if e.raw_code() != 0 => {
                     return Err(Error::Netlink(format!("dump failed: {}", e.to_io())))
                 }
                 _ => {}
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Every address configured on this host's interfaces.
@@ -231,9 +236,8 @@ impl Kernel {
         let mut req =
             NetlinkMessage::from(RouteNetlinkMessage::GetAddress(AddressMessage::default()));
         req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        let msgs = self.dump(req).await?;
         let mut out = Vec::new();
-        for m in msgs {
+        self.dump(req, |m| {
             if let RouteNetlinkMessage::NewAddress(a) = m {
                 let local = a.attributes.iter().find_map(|x| match x {
                     AddressAttribute::Local(ip) => Some(*ip),
@@ -252,7 +256,8 @@ impl Kernel {
                     });
                 }
             }
-        }
+        })
+        .await?;
         Ok(out)
     }
 
@@ -314,14 +319,28 @@ impl Kernel {
     /// Every route carrying our marker, IPv4 then IPv6.
     pub async fn owned(&self, marker: Marker) -> Result<Vec<OwnedRoute>, Error> {
         let mut out = Vec::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            for m in self.dump(route::dump(family, marker)).await? {
-                if let RouteNetlinkMessage::NewRoute(r) = m {
-                    out.extend(route::owned(&r, marker));
-                }
-            }
-        }
+        self.owned_each(marker, |r| out.push(r)).await?;
         Ok(out)
+    }
+
+    /// Every route carrying our marker, IPv4 then IPv6, each handed to
+    /// `each` as the dump delivers it.
+    pub async fn owned_each(
+        &self,
+        marker: Marker,
+        mut each: impl FnMut(OwnedRoute),
+    ) -> Result<(), Error> {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            self.dump(route::dump(family, marker), |m| {
+                if let RouteNetlinkMessage::NewRoute(r) = m {
+                    if let Some(owned) = route::owned(&r, marker) {
+                        each(owned);
+                    }
+                }
+            })
+            .await?;
+        }
+        Ok(())
     }
 }
 

@@ -9,8 +9,10 @@ use serde::ser::{Serialize, SerializeSeq, Serializer};
 use super::Ctx;
 use crate::addr::{family, host_len};
 use crate::cli::ListArgs;
+use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::ledger::{Access, Holders, Holds, Ledger};
+use crate::route::{Marker, OwnedRoute};
 
 /// One line of `list --json`. The field set is a stable interface.
 #[derive(serde::Serialize)]
@@ -42,93 +44,149 @@ impl Serialize for Jails<'_> {
     }
 }
 
+/// Routes handed from the dump to the writer at a time.
+const CHUNK: usize = 1024;
+
 pub async fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     let kernel = Kernel::connect()?;
     let ledger = Ledger::open(&ctx.state_dir, Access::Read)?;
-    // Read the ledger on a second thread while this one dumps the kernel.
-    let reader = std::thread::spawn(move || ledger.all());
-    let routes = kernel.owned(ctx.marker).await?;
-    let holds = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("ledger reader panicked"))??;
-
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut address = String::with_capacity(40);
-    let mut prefix = String::with_capacity(44);
-    // Bans come in bursts: consecutive routes mostly share their time.
-    let mut stamp = (u64::MAX, String::new());
-    let written: io::Result<()> = (|| {
-        for route in &routes {
-            use std::fmt::Write as _;
-            address.clear();
-            match route.addr {
-                IpAddr::V4(v4) => dotted_quad(&mut address, v4),
-                IpAddr::V6(v6) => {
-                    let _ = write!(address, "{v6}");
+    // Two threads: this one dumps the kernel's routes; the writer reads the
+    // ledger meanwhile, then formats the routes as they come.
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<OwnedRoute>>();
+    let (json, marker) = (args.json, ctx.marker);
+    let writer = std::thread::spawn(move || -> Result<(), Error> {
+        let holds = ledger.all()?;
+        let stdout = io::stdout();
+        let mut out = Lines::new(
+            BufWriter::with_capacity(1 << 16, stdout.lock()),
+            json,
+            marker,
+        );
+        let written: io::Result<()> = (|| {
+            for chunk in rx {
+                for route in &chunk {
+                    out.route(route, &holds)?;
                 }
             }
-            let h = holds.get(&route.addr);
-            let since = h.map(|h| h.since);
-            if args.json {
-                prefix.clear();
-                prefix.push_str(&address);
-                prefix.push_str(if host_len(route.addr) == 32 {
-                    "/32"
-                } else {
-                    "/128"
-                });
-                let entry = Entry {
-                    address: &address,
-                    prefix: &prefix,
-                    family: family(route.addr),
-                    kind: route.kind.as_str(),
-                    protocol: ctx.marker.protocol,
-                    metric: ctx.marker.metric,
-                    table: ctx.marker.table,
-                    jails: Jails(&holds, h),
-                    since,
-                };
-                serde_json::to_writer(&mut out, &entry)?;
-                out.write_all(b"\n")?;
-            } else {
-                column(&mut out, &address, 40)?;
-                column(&mut out, route.kind.as_str(), 12)?;
-                let mut jails = 0;
-                match h {
-                    Some(h) => {
-                        for (i, name) in holds.names(h).enumerate() {
-                            if i > 0 {
-                                out.write_all(b",")?;
-                            }
-                            out.write_all(name.as_bytes())?;
-                            jails += name.len() + usize::from(i > 0);
-                        }
-                    }
-                    None => {
-                        out.write_all(b"-")?;
-                        jails = 1;
-                    }
-                }
-                out.write_all(&SPACES[..25usize.saturating_sub(jails).max(1)])?;
-                match since {
-                    Some(t) => {
-                        if stamp.0 != t {
-                            stamp = (t, rfc3339(t));
-                        }
-                        out.write_all(stamp.1.as_bytes())?
-                    }
-                    None => out.write_all(b"-")?,
-                }
-                out.write_all(b"\n")?;
+            out.flush()
+        })();
+        match written {
+            // `f2b-route list | head` is not an error.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(Error::Output(e)),
+            Ok(()) => Ok(()),
+        }
+    });
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let dumped = kernel
+        .owned_each(ctx.marker, |route| {
+            chunk.push(route);
+            if chunk.len() == CHUNK {
+                // A writer that stopped (broken pipe) has its say below.
+                let _ = tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+            }
+        })
+        .await;
+    let _ = tx.send(chunk);
+    drop(tx);
+    let written = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("list writer panicked"))?;
+    dumped?;
+    written?;
+    Ok(())
+}
+
+/// The output of `list`, one route at a time.
+struct Lines<W: Write> {
+    out: W,
+    json: bool,
+    marker: Marker,
+    address: String,
+    prefix: String,
+    /// Bans come in bursts: consecutive routes mostly share their time.
+    stamp: (u64, String),
+}
+
+impl<W: Write> Lines<W> {
+    fn new(out: W, json: bool, marker: Marker) -> Self {
+        Lines {
+            out,
+            json,
+            marker,
+            address: String::with_capacity(40),
+            prefix: String::with_capacity(44),
+            stamp: (u64::MAX, String::new()),
+        }
+    }
+
+    fn route(&mut self, route: &OwnedRoute, holds: &Holds) -> io::Result<()> {
+        use std::fmt::Write as _;
+        self.address.clear();
+        match route.addr {
+            IpAddr::V4(v4) => dotted_quad(&mut self.address, v4),
+            IpAddr::V6(v6) => {
+                let _ = write!(self.address, "{v6}");
             }
         }
-        out.flush()
-    })();
-    match written {
-        // `f2b-route list | head` is not an error.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
+        let h = holds.get(&route.addr);
+        let since = h.map(|h| h.since);
+        let out = &mut self.out;
+        if self.json {
+            self.prefix.clear();
+            self.prefix.push_str(&self.address);
+            self.prefix.push_str(if host_len(route.addr) == 32 {
+                "/32"
+            } else {
+                "/128"
+            });
+            let entry = Entry {
+                address: &self.address,
+                prefix: &self.prefix,
+                family: family(route.addr),
+                kind: route.kind.as_str(),
+                protocol: self.marker.protocol,
+                metric: self.marker.metric,
+                table: self.marker.table,
+                jails: Jails(holds, h),
+                since,
+            };
+            serde_json::to_writer(&mut *out, &entry)?;
+            return out.write_all(b"\n");
+        }
+        column(out, &self.address, 40)?;
+        column(out, route.kind.as_str(), 12)?;
+        let mut width = 0;
+        match h {
+            Some(h) => {
+                for (i, name) in holds.names(h).enumerate() {
+                    if i > 0 {
+                        out.write_all(b",")?;
+                    }
+                    out.write_all(name.as_bytes())?;
+                    width += name.len() + usize::from(i > 0);
+                }
+            }
+            None => {
+                out.write_all(b"-")?;
+                width = 1;
+            }
+        }
+        out.write_all(&SPACES[..25usize.saturating_sub(width).max(1)])?;
+        match since {
+            Some(t) => {
+                if self.stamp.0 != t {
+                    self.stamp = (t, rfc3339(t));
+                }
+                out.write_all(self.stamp.1.as_bytes())?;
+            }
+            None => out.write_all(b"-")?,
+        }
+        out.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 
