@@ -75,31 +75,14 @@ impl Kernel {
         })
     }
 
-    /// Send requests in pipelined batches of `BATCH`, `window` batches in
-    /// flight; `per_batch` turns one batch's replies into its answers.
-    async fn pipeline<T, F>(&self, requests: Vec<Request>, per_batch: F) -> Result<Vec<T>, Error>
-    where
-        F: Fn(usize, Vec<NetlinkMessage<RouteNetlinkMessage>>) -> Result<Vec<T>, Error>,
-    {
-        let answers: Vec<Vec<T>> = stream::iter(chunk(requests, BATCH))
-            .map(|batch| async {
-                let n = batch.len();
-                let replies = self.send_batch(batch).await?;
-                per_batch(n, replies)
-            })
-            .buffered(self.window)
-            .try_collect()
-            .await?;
-        Ok(answers.into_iter().flatten().collect())
-    }
-
+    /// Send one batch as one datagram and collect the replies it expects.
     async fn send_batch(
         &self,
-        batch: Vec<Request>,
+        messages: impl IntoIterator<Item = (Request, ReplyExpectation)>,
     ) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>, Error> {
         let replies = self
             .handle
-            .request_batch(batch, SocketAddr::new(0, 0))
+            .request_batch_with_expectation(messages, SocketAddr::new(0, 0))
             .map_err(|e| Error::Netlink(format!("request not sent: {e}")))?;
         tokio::time::timeout(REPLY_TIMEOUT, replies.collect::<Vec<_>>())
             .await
@@ -108,35 +91,50 @@ impl Kernel {
             })
     }
 
-    /// Requests that each get exactly one reply (a route or an error), in order.
-    async fn exchange_replies(&self, requests: Vec<Request>) -> Result<Vec<Answer>, Error> {
-        self.pipeline(requests, |n, replies| {
-            // The protocol numbers a batch's messages consecutively, so
-            // sequence order is batch order.
-            let mut finals: Vec<(u32, Answer)> = replies
-                .into_iter()
-                .filter_map(|msg| {
-                    let seq = msg.header.sequence_number;
-                    match msg.payload {
-                        NetlinkPayload::Error(e) if e.raw_code() == 0 => Some((seq, Ok(None))),
-                        NetlinkPayload::Error(e) => Some((seq, Err(e.raw_code()))),
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
-                            Some((seq, Ok(Some(r))))
+    /// Questions (route lookups) that each get exactly one reply, a route or
+    /// an error: one answer per address of `addrs`, in order. Batches of
+    /// `BATCH`, `window` of them in flight, each built only when it is sent.
+    async fn exchange_replies(
+        &self,
+        addrs: &[IpAddr],
+        request: impl Fn(IpAddr) -> Request,
+    ) -> Result<Vec<Answer>, Error> {
+        let answers: Vec<Vec<Answer>> = stream::iter(addrs.chunks(BATCH))
+            .map(|batch| async {
+                let messages = batch
+                    .iter()
+                    .map(|ip| (request(*ip), ReplyExpectation::Expected));
+                let replies = self.send_batch(messages).await?;
+                // The protocol numbers a batch's messages consecutively, so
+                // sequence order is batch order.
+                let mut finals: Vec<(u32, Answer)> = replies
+                    .into_iter()
+                    .filter_map(|msg| {
+                        let seq = msg.header.sequence_number;
+                        match msg.payload {
+                            NetlinkPayload::Error(e) if e.raw_code() == 0 => Some((seq, Ok(None))),
+                            NetlinkPayload::Error(e) => Some((seq, Err(e.raw_code()))),
+                            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
+                                Some((seq, Ok(Some(r))))
+                            }
+                            _ => None,
                         }
-                        _ => None,
-                    }
-                })
-                .collect();
-            if finals.len() != n {
-                return Err(Error::Netlink(format!(
-                    "{} replies to {n} requests",
-                    finals.len()
-                )));
-            }
-            finals.sort_by_key(|(seq, _)| *seq);
-            Ok(finals.into_iter().map(|(_, a)| a).collect())
-        })
-        .await
+                    })
+                    .collect();
+                if finals.len() != batch.len() {
+                    return Err(Error::Netlink(format!(
+                        "{} replies to {} requests",
+                        finals.len(),
+                        batch.len()
+                    )));
+                }
+                finals.sort_by_key(|(seq, _)| *seq);
+                Ok(finals.into_iter().map(|(_, a)| a).collect())
+            })
+            .buffered(self.window)
+            .try_collect()
+            .await?;
+        Ok(answers.into_iter().flatten().collect())
     }
 
     /// Changes (add, del), one per address of `addrs`: the answer is `Ok`
@@ -146,10 +144,11 @@ impl Kernel {
     /// instead of 256 replies. Those failures arrive on the connection's
     /// unsolicited stream, before the batch's acknowledgement, each carrying
     /// the request it answers.
+    /// Each batch's messages are built (`request`) only when it is sent.
     async fn exchange_changes(
         &self,
-        requests: Vec<Request>,
         addrs: &[IpAddr],
+        request: impl Fn(IpAddr) -> Request,
     ) -> Result<Vec<Result<(), i32>>, Error> {
         let mut errors: HashMap<IpAddr, i32> = HashMap::new();
         let mut note = |replies: Vec<NetlinkMessage<RouteNetlinkMessage>>| -> Result<(), Error> {
@@ -165,10 +164,11 @@ impl Kernel {
             }
             Ok(())
         };
-        let replies: Vec<Vec<_>> = stream::iter(chunk(requests, BATCH))
+        let replies: Vec<Vec<_>> = stream::iter(addrs.chunks(BATCH))
             .map(|batch| async {
                 let last = batch.len() - 1;
-                let messages = batch.into_iter().enumerate().map(|(i, mut msg)| {
+                let messages = batch.iter().enumerate().map(|(i, ip)| {
+                    let mut msg = request(*ip);
                     if i == last {
                         msg.header.flags |= NLM_F_ACK;
                         (msg, ReplyExpectation::Expected)
@@ -177,15 +177,7 @@ impl Kernel {
                         (msg, ReplyExpectation::NotExpected)
                     }
                 });
-                let replies = self
-                    .handle
-                    .request_batch_with_expectation(messages, SocketAddr::new(0, 0))
-                    .map_err(|e| Error::Netlink(format!("request not sent: {e}")))?;
-                tokio::time::timeout(REPLY_TIMEOUT, replies.collect::<Vec<_>>())
-                    .await
-                    .map_err(|_| {
-                        Error::Netlink("no reply from the kernel (receive buffer overrun?)".into())
-                    })
+                self.send_batch(messages).await
             })
             .buffered(self.window)
             .try_collect()
@@ -263,9 +255,7 @@ impl Kernel {
 
     /// The kernel's preferred route for each address.
     pub async fn lookup(&self, addrs: &[IpAddr]) -> Result<Vec<Lookup>, Error> {
-        let answers = self
-            .exchange_replies(addrs.iter().map(|ip| route::lookup(*ip)).collect())
-            .await?;
+        let answers = self.exchange_replies(addrs, route::lookup).await?;
         Ok(answers
             .iter()
             .map(|a| match a {
@@ -283,11 +273,9 @@ impl Kernel {
         kind: RouteKind,
         marker: Marker,
     ) -> Result<Vec<Result<Added, io::Error>>, Error> {
-        let requests = addrs
-            .iter()
-            .map(|ip| route::add(*ip, kind, marker))
-            .collect();
-        let answers = self.exchange_changes(requests, addrs).await?;
+        let answers = self
+            .exchange_changes(addrs, |ip| route::add(ip, kind, marker))
+            .await?;
         Ok(answers
             .into_iter()
             .map(|a| match a {
@@ -304,8 +292,9 @@ impl Kernel {
         addrs: &[IpAddr],
         marker: Marker,
     ) -> Result<Vec<Result<bool, io::Error>>, Error> {
-        let requests = addrs.iter().map(|ip| route::del(*ip, marker)).collect();
-        let answers = self.exchange_changes(requests, addrs).await?;
+        let answers = self
+            .exchange_changes(addrs, |ip| route::del(ip, marker))
+            .await?;
         Ok(answers
             .into_iter()
             .map(|a| match a {
@@ -342,15 +331,6 @@ impl Kernel {
         }
         Ok(())
     }
-}
-
-fn chunk(requests: Vec<Request>, size: usize) -> Vec<Vec<Request>> {
-    let mut out = Vec::with_capacity(requests.len().div_ceil(size));
-    let mut it = requests.into_iter().peekable();
-    while it.peek().is_some() {
-        out.push(it.by_ref().take(size).collect());
-    }
-    out
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
