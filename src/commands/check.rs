@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use anyhow::Result;
 
-use super::{count, Ctx};
+use super::{count, remove_routes, Ctx};
 use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::ledger::{Access, Ledger};
@@ -48,12 +48,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     for jail in ledger.jails() {
         ledger.compact(jail)?;
     }
-    let outcomes = kernel.del(&orphans, ctx.marker).await?;
-    for (ip, outcome) in orphans.iter().zip(outcomes) {
-        if outcome.is_ok() {
-            ctx.out.change(&format!("removed {ip}: no jail held it"));
-        }
-    }
+    let removal = remove_routes(ctx, &kernel, &orphans, ": no jail held it").await?;
     let c = &ctx.config;
     let mut summary = format!(
         "ok: config {}, marker protocol {} metric {} table {}, state {}, {} held",
@@ -72,6 +67,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         ));
     }
     ctx.out.summary(&summary);
+    removal.result()?;
     Ok(())
 }
 

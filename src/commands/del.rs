@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{addresses, count, kernel_failure, Ctx};
+use super::{addresses, count, release, remove_routes, Ctx};
 use crate::cli::DelArgs;
 use crate::kernel::Kernel;
 use crate::ledger::{Access, Ledger};
@@ -14,61 +14,34 @@ pub async fn run(ctx: &mut Ctx, args: &DelArgs) -> Result<()> {
 
     // Holds first, routes second: a crash in between leaves a route without
     // hold, which keeps dropping (the safe side) until `check` removes it.
-    let mut unheld = Vec::with_capacity(addrs.len());
-    let mut kept = 0usize;
-    for ip in &addrs {
-        match &args.jail {
-            Some(jail) => {
-                ledger.release(jail, *ip)?;
-                if ledger.is_held(*ip)? {
-                    kept += 1;
-                    ctx.out
-                        .detail(&format!("kept {ip}: still held by another jail"));
-                } else {
-                    unheld.push(*ip);
-                }
-            }
-            None => {
+    let (unheld, kept) = match &args.jail {
+        Some(jail) => release(ctx, &mut ledger, jail, &addrs)?,
+        None => {
+            for ip in &addrs {
                 ledger.release_all(*ip)?;
-                unheld.push(*ip);
             }
+            (addrs, 0)
         }
-    }
-
+    };
     ledger.finish()?;
-    let outcomes = kernel.del(&unheld, ctx.marker).await?;
-    let (mut removed, mut absent) = (0usize, 0usize);
-    let mut failures = Vec::new();
-    for (ip, outcome) in unheld.iter().zip(outcomes) {
-        match outcome {
-            Ok(true) => {
-                removed += 1;
-                let by = args
-                    .jail
-                    .as_deref()
-                    .map(|j| format!(" for {j}"))
-                    .unwrap_or_default();
-                ctx.out.change(&format!("removed {ip}{by}"));
-            }
-            Ok(false) => {
-                absent += 1;
-                ctx.out
-                    .detail(&format!("{ip}: no route of ours (already gone)"));
-            }
-            Err(e) => failures.push((*ip, e)),
-        }
-    }
-    let mut summary = format!("removed {}", count(removed, "route"));
+
+    let why = args
+        .jail
+        .as_deref()
+        .map(|j| format!(" for {j}"))
+        .unwrap_or_default();
+    let removal = remove_routes(ctx, &kernel, &unheld, &why).await?;
+    let mut summary = format!("removed {}", count(removal.removed, "route"));
     if kept > 0 {
         summary.push_str(&format!(", {kept} kept for other jails"));
     }
-    if absent > 0 {
-        summary.push_str(&format!(", {absent} already gone"));
+    if removal.absent > 0 {
+        summary.push_str(&format!(", {} already gone", removal.absent));
     }
-    if !failures.is_empty() {
-        summary.push_str(&format!(", {} failed", failures.len()));
+    if removal.failed() > 0 {
+        summary.push_str(&format!(", {} failed", removal.failed()));
     }
     ctx.out.summary(&summary);
-    kernel_failure("delete", failures)?;
+    removal.result()?;
     Ok(())
 }

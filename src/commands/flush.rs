@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{count, kernel_failure, Ctx};
+use super::{count, release, remove_routes, Ctx};
 use crate::cli::FlushArgs;
 use crate::kernel::Kernel;
 use crate::ledger::{Access, Ledger};
@@ -14,34 +14,17 @@ pub async fn run(ctx: &mut Ctx, args: &FlushArgs) -> Result<()> {
     match &args.jail {
         Some(jail) => {
             let held = ledger.held_by(jail)?;
-            let mut unheld = Vec::with_capacity(held.len());
-            for ip in &held {
-                ledger.release(jail, *ip)?;
-                if !ledger.is_held(*ip)? {
-                    unheld.push(*ip);
-                }
-            }
+            let (unheld, _) = release(ctx, &mut ledger, jail, &held)?;
             ledger.forget_jail_if_empty(jail);
             ledger.finish()?;
-            let outcomes = kernel.del(&unheld, ctx.marker).await?;
-            let mut removed = 0usize;
-            let mut failures = Vec::new();
-            for (ip, outcome) in unheld.iter().zip(outcomes) {
-                match outcome {
-                    Ok(true) => {
-                        removed += 1;
-                        ctx.out.change(&format!("removed {ip} for {jail} (flush)"));
-                    }
-                    Ok(false) => {}
-                    Err(e) => failures.push((*ip, e)),
-                }
-            }
+            let removal =
+                remove_routes(ctx, &kernel, &unheld, &format!(" for {jail} (flush)")).await?;
             ctx.out.summary(&format!(
                 "released {} of {jail}, removed {}",
                 count(held.len(), "hold"),
-                count(removed, "route")
+                count(removal.removed, "route")
             ));
-            kernel_failure("delete", failures)?;
+            removal.result()?;
         }
         None => {
             // Empty the ledger in one rename; remove its old tree on a second
@@ -50,26 +33,15 @@ pub async fn run(ctx: &mut Ctx, args: &FlushArgs) -> Result<()> {
             let sweeper = old.map(|dir| std::thread::spawn(move || std::fs::remove_dir_all(dir)));
             let routes = kernel.owned(ctx.marker).await?;
             let addrs: Vec<_> = routes.iter().map(|r| r.addr).collect();
-            let outcomes = kernel.del(&addrs, ctx.marker).await?;
-            let mut removed = 0usize;
-            let mut failures = Vec::new();
-            for (ip, outcome) in addrs.iter().zip(outcomes) {
-                match outcome {
-                    Ok(true) => {
-                        removed += 1;
-                        ctx.out.change(&format!("removed {ip} (flush)"));
-                    }
-                    Ok(false) => {}
-                    Err(e) => failures.push((*ip, e)),
-                }
-            }
+            let removal = remove_routes(ctx, &kernel, &addrs, " (flush)").await?;
             if let Some(sweeper) = sweeper {
-                // A leftover tree is swept by the next writer; not worth failing for.
+                // A leftover tree is swept by the next flush or check; not
+                // worth failing for.
                 let _ = sweeper.join();
             }
             ctx.out
-                .summary(&format!("flushed {}", count(removed, "route")));
-            kernel_failure("delete", failures)?;
+                .summary(&format!("flushed {}", count(removal.removed, "route")));
+            removal.result()?;
         }
     }
     Ok(())

@@ -18,6 +18,8 @@ use crate::addr::parse_host;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::error::Error;
+use crate::kernel::Kernel;
+use crate::ledger::Ledger;
 use crate::route::Marker;
 use crate::syslog::{Severity, Syslog};
 
@@ -210,6 +212,78 @@ pub fn count(n: usize, what: &str) -> String {
     } else {
         format!("{n} {what}s")
     }
+}
+
+/// Release `jail`'s holds on `addrs`. Returns the addresses no jail holds
+/// any more (their routes are to go) and how many another jail still holds.
+pub fn release(
+    ctx: &mut Ctx,
+    ledger: &mut Ledger,
+    jail: &str,
+    addrs: &[IpAddr],
+) -> Result<(Vec<IpAddr>, usize), Error> {
+    let mut unheld = Vec::with_capacity(addrs.len());
+    let mut kept = 0;
+    for ip in addrs {
+        ledger.release(jail, *ip)?;
+        if ledger.is_held(*ip)? {
+            kept += 1;
+            ctx.out
+                .detail(&format!("kept {ip}: still held by another jail"));
+        } else {
+            unheld.push(*ip);
+        }
+    }
+    Ok((unheld, kept))
+}
+
+/// What deleting routes did.
+pub struct Removal {
+    pub removed: usize,
+    pub absent: usize,
+    failures: Vec<(IpAddr, std::io::Error)>,
+}
+
+impl Removal {
+    pub fn failed(&self) -> usize {
+        self.failures.len()
+    }
+
+    /// The first failure as the run's error, if any.
+    pub fn result(self) -> Result<(), Error> {
+        kernel_failure("delete", self.failures)
+    }
+}
+
+/// Delete our routes for `addrs`; each removal is reported as
+/// "removed {ip}{why}".
+pub async fn remove_routes(
+    ctx: &mut Ctx,
+    kernel: &Kernel,
+    addrs: &[IpAddr],
+    why: &str,
+) -> Result<Removal, Error> {
+    let outcomes = kernel.del(addrs, ctx.marker).await?;
+    let mut removal = Removal {
+        removed: 0,
+        absent: 0,
+        failures: Vec::new(),
+    };
+    for (ip, outcome) in addrs.iter().zip(outcomes) {
+        match outcome {
+            Ok(true) => {
+                removal.removed += 1;
+                ctx.out.change(&format!("removed {ip}{why}"));
+            }
+            Ok(false) => {
+                removal.absent += 1;
+                ctx.out
+                    .detail(&format!("{ip}: no route of ours (already gone)"));
+            }
+            Err(e) => removal.failures.push((*ip, e)),
+        }
+    }
+    Ok(removal)
 }
 
 /// The first kernel failure of a batch, and how many more there were.
