@@ -1,0 +1,614 @@
+# shellcheck shell=bash
+# The f2b-route lab topology, shared by tests/e2e.sh, lab/run and
+# bench/pipeline (sourced, never run), so that the three cannot drift apart.
+#
+#   attacker 203.0.113.2/25, 2001:db8:a::2 ─┐
+#   client 203.0.113.130/25, 2001:db8:c::2 ─┤
+#                                           firewall (router; OpenBGPD, AS 64501)
+#   triton 198.51.100.2/30, 2001:db8:1:1::2 ┤  sshd :2222, rsyslog ──UDP 514──┐
+#   log host 198.51.100.6/30, 2001:db8:1:2::6 ┘ ◄────────────────────────────┘
+#     rsyslog (imudp) → remote/triton.log → fail2ban [triton] banaction = route
+#     → f2b-route → kernel blackhole /32, /128 → FRR zebra+bgpd (AS 64500)
+#     → eBGP → firewall's RIB "blackhole"
+#
+# Documentation addresses only (198.51.100.0/24, 203.0.113.0/24,
+# 2001:db8::/32); never 192.0.2.0/24, this machine's uplink. The site's own
+# prefixes (198.51.100.0/24, 2001:db8:1::/48) are f2b-route's `protect` list.
+# Every link is a veth pair created directly inside the namespaces: the host's
+# own interfaces, routes and firewall are never touched. Every daemon runs
+# with private paths under $TOPO_DIR and is stopped by PID (checked to belong
+# to one of our namespaces first) in topo_down, which the caller runs from
+# an EXIT trap.
+#
+# Usage:
+#   TOPO_TAG=f2be                                # 4 characters, names things
+#   source tests/lib/topology.sh
+#   TOPO_BIN=${F2B_ROUTE:-$(topo_default_bin)}   # copied into $TOPO_DIR
+#   trap topo_down EXIT
+#   topo_require_tools && topo_init && topo_net_up && topo_configure &&
+#     topo_start_all
+# Run topo_configure and topo_start_* in the calling shell (not in $(...)):
+# they set the variables topo_down needs.
+#
+# Optional, before topo_init:
+#   TOPO_RECIDIVE=1       a second jail [recidive] (stock filter, reading
+#                         fail2ban's log, maxretry 1, banaction = route)
+#   TOPO_OBGPD_EXTRA=...  global lines added to the rendered OpenBGPD config
+#   TOPO_FRR_EXTRA=...    lines inserted into the rendered FRR config
+#   TOPO_F2B_EXTRA=...    a jail.d/zz-extra.local for fail2ban
+#   topo_hook_fail2ban    a function, called with fail2ban's private config
+#                         dir before its config test
+#   TOPO_KEEP=1           keep $TOPO_DIR after topo_down
+
+TOPO_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOPO_REPO=$(cd "$TOPO_LIB_DIR/../.." && pwd)
+
+# --- addresses ------------------------------------------------------------
+TOPO_AS_LH=64500
+TOPO_AS_FW=64501
+TOPO_FW_TR4=198.51.100.1   TOPO_TR4=198.51.100.2
+TOPO_FW_TR6=2001:db8:1:1::1 TOPO_TR6=2001:db8:1:1::2
+TOPO_FW_LH4=198.51.100.5   TOPO_LH4=198.51.100.6
+TOPO_FW_LH6=2001:db8:1:2::5 TOPO_LH6=2001:db8:1:2::6
+TOPO_FW_AT4=203.0.113.1    TOPO_AT4=203.0.113.2
+TOPO_FW_AT6=2001:db8:a::1  TOPO_AT6=2001:db8:a::2
+TOPO_FW_CL4=203.0.113.129  TOPO_CL4=203.0.113.130
+TOPO_FW_CL6=2001:db8:c::1  TOPO_CL6=2001:db8:c::2
+TOPO_PROTECT4=198.51.100.0/24
+TOPO_PROTECT6=2001:db8:1::/48
+TOPO_SSH_PORT=2222
+
+# --- small helpers --------------------------------------------------------
+
+# Where `cargo build --release --locked` puts the binary: .cargo/config.toml
+# names the host target (for crt-static), so target/<host triple>/release/.
+topo_default_bin() {
+	local host
+	host=$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+	[ -n "$host" ] || host=$(uname -m)-unknown-linux-gnu
+	echo "$TOPO_REPO/target/$host/release/f2b-route"
+}
+
+# Waits up to $1 seconds (may be fractional) for the command after it to
+# succeed; polls every 50 ms.
+topo_wait() {
+	local limit=$1; shift
+	local end
+	end=$(awk -v n="$EPOCHREALTIME" -v l="$limit" 'BEGIN { printf "%.3f", n + l }')
+	until "$@" >/dev/null 2>&1; do
+		awk -v n="$EPOCHREALTIME" -v e="$end" 'BEGIN { exit !(n < e) }' || return 1
+		sleep 0.05
+	done
+}
+
+# The Debian packages providing what the topology runs (for lab/run's apt).
+TOPO_PACKAGES=(iproute2 util-linux procps openssh-server openssh-client rsyslog fail2ban frr openbgpd jq python3-pyinotify)
+
+# The packages of TOPO_PACKAGES that are not installed, one per line.
+topo_missing_packages() {
+	local p
+	for p in "${TOPO_PACKAGES[@]}"; do
+		dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null | grep -qx installed || echo "$p"
+	done
+}
+
+# Events, as written by the watchers: "EPOCH TAG TEXT" lines. Prints the
+# time of the first line of FILE after line FROM with TAG whose text
+# contains PATTERN (fixed string); waits up to TIMEOUT seconds for it.
+# With NTH, the time of the NTH such line.
+topo_event_time() { # file from tag pattern timeout [nth]
+	local file=$1 from=$2 tag=$3 pattern=$4 timeout=${5:-10} nth=${6:-1} t
+	_topo_event() {
+		t=$(tail -n "+$((from + 1))" "$file" | awk -v tag="$tag" -v pat="$pattern" -v nth="$nth" \
+			'$2 == tag && index($0, pat) && ++n == nth { print $1; exit }')
+		[ -n "$t" ]
+	}
+	topo_wait "$timeout" _topo_event || return 1
+	echo "$t"
+}
+topo_lines() { wc -l <"$1"; }
+
+# Prints the missing tools, one per line; returns 1 if any.
+topo_missing_tools() {
+	local t missing=0
+	for t in ip unshare mount mknod sysctl awk jq ssh ssh-keygen /usr/sbin/sshd /usr/sbin/rsyslogd \
+		fail2ban-server fail2ban-client /usr/lib/frr/zebra /usr/lib/frr/bgpd vtysh bgpd bgpctl; do
+		command -v "$t" >/dev/null 2>&1 || { echo "$t"; missing=1; }
+	done
+	getent passwd frr >/dev/null || { echo "user frr (package frr)"; missing=1; }
+	return $missing
+}
+
+topo_require_tools() {
+	local missing
+	if [ "$(id -u)" != 0 ]; then
+		echo "topology: must run as root (network namespaces, daemons)" >&2
+		return 1
+	fi
+	if ! missing=$(topo_missing_tools); then
+		echo "topology: missing tools: $(echo $missing) (Debian packages: ${TOPO_PACKAGES[*]})" >&2
+		return 1
+	fi
+	if [ ! -x "${TOPO_BIN:-}" ]; then
+		echo "topology: no f2b-route binary at '${TOPO_BIN:-}' (cargo build --release --locked)" >&2
+		return 1
+	fi
+}
+
+# --- set-up ---------------------------------------------------------------
+
+topo_init() {
+	: "${TOPO_TAG:=f2bt}"
+	TOPO_ID=$$
+	local p=$TOPO_TAG-$TOPO_ID
+	TOPO_NS_AT=$p-attacker TOPO_NS_CL=$p-client TOPO_NS_FW=$p-firewall
+	TOPO_NS_TR=$p-triton TOPO_NS_LH=$p-loghost
+	TOPO_ALL_NS=("$TOPO_NS_AT" "$TOPO_NS_CL" "$TOPO_NS_FW" "$TOPO_NS_TR" "$TOPO_NS_LH")
+	# Interface names: at most 15 characters.
+	TOPO_IF=${TOPO_TAG:0:4}$TOPO_ID
+	TOPO_DIR=$(mktemp -d "/tmp/$TOPO_TAG.XXXXXX")
+	chmod 755 "$TOPO_DIR"
+	TOPO_TR=$TOPO_DIR/triton TOPO_LH=$TOPO_DIR/loghost TOPO_FW=$TOPO_DIR/firewall
+	TOPO_F2B=$TOPO_LH/fail2ban TOPO_FRR=$TOPO_LH/frr
+	TOPO_REMOTE_LOG=$TOPO_LH/remote/triton.log
+	TOPO_F2B_LOG=$TOPO_F2B/fail2ban.log
+	TOPO_TOML=$TOPO_LH/f2b-route.toml
+	TOPO_STATE=$TOPO_LH/f2b-route-state
+	TOPO_OBGPD_SOCK=$TOPO_FW/bgpd.sock
+	TOPO_EVENTS=$TOPO_DIR/events
+	# A private copy of the binary: a rebuild during the run changes nothing.
+	cp "$TOPO_BIN" "$TOPO_DIR/f2b-route"
+	TOPO_BIN=$TOPO_DIR/f2b-route
+	mkdir -p "$TOPO_TR" "$TOPO_LH/remote" "$TOPO_FW" "$TOPO_F2B" "$TOPO_FRR" "$TOPO_STATE"
+	: >"$TOPO_EVENTS"
+	TOPO_PIDFILES=()   # name=pidfile, stopped in reverse order
+	TOPO_MADE_RUN_OPENBGPD=
+	TOPO_UP=1
+}
+
+# A veth pair between two namespaces, created inside them.
+_topo_link() { # ns_a if_a ns_b if_b
+	ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"
+	ip -n "$1" link set "$2" up
+	ip -n "$3" link set "$4" up
+}
+_topo_addr() { # ns if addr/len...
+	local ns=$1 dev=$2 a; shift 2
+	for a; do
+		if [[ $a == *:* ]]; then
+			ip -n "$ns" addr add "$a" dev "$dev" nodad
+		else
+			ip -n "$ns" addr add "$a" dev "$dev"
+		fi
+	done
+}
+
+topo_net_up() {
+	local ns i=$TOPO_IF
+	for ns in "${TOPO_ALL_NS[@]}"; do
+		ip netns add "$ns"
+		ip -n "$ns" link set lo up
+	done
+	_topo_link "$TOPO_NS_FW" "${i}ft" "$TOPO_NS_TR" "${i}tf"
+	_topo_link "$TOPO_NS_FW" "${i}fl" "$TOPO_NS_LH" "${i}lf"
+	_topo_link "$TOPO_NS_FW" "${i}fa" "$TOPO_NS_AT" "${i}af"
+	_topo_link "$TOPO_NS_FW" "${i}fc" "$TOPO_NS_CL" "${i}cf"
+	_topo_addr "$TOPO_NS_FW" "${i}ft" "$TOPO_FW_TR4/30" "$TOPO_FW_TR6/64"
+	_topo_addr "$TOPO_NS_TR" "${i}tf" "$TOPO_TR4/30" "$TOPO_TR6/64"
+	_topo_addr "$TOPO_NS_FW" "${i}fl" "$TOPO_FW_LH4/30" "$TOPO_FW_LH6/64"
+	_topo_addr "$TOPO_NS_LH" "${i}lf" "$TOPO_LH4/30" "$TOPO_LH6/64"
+	_topo_addr "$TOPO_NS_FW" "${i}fa" "$TOPO_FW_AT4/25" "$TOPO_FW_AT6/64"
+	_topo_addr "$TOPO_NS_AT" "${i}af" "$TOPO_AT4/25" "$TOPO_AT6/64"
+	_topo_addr "$TOPO_NS_FW" "${i}fc" "$TOPO_FW_CL4/25" "$TOPO_FW_CL6/64"
+	_topo_addr "$TOPO_NS_CL" "${i}cf" "$TOPO_CL4/25" "$TOPO_CL6/64"
+	ip -n "$TOPO_NS_TR" route add default via "$TOPO_FW_TR4"
+	ip -n "$TOPO_NS_TR" -6 route add default via "$TOPO_FW_TR6"
+	ip -n "$TOPO_NS_LH" route add default via "$TOPO_FW_LH4"
+	ip -n "$TOPO_NS_LH" -6 route add default via "$TOPO_FW_LH6"
+	ip -n "$TOPO_NS_AT" route add default via "$TOPO_FW_AT4"
+	ip -n "$TOPO_NS_AT" -6 route add default via "$TOPO_FW_AT6"
+	ip -n "$TOPO_NS_CL" route add default via "$TOPO_FW_CL4"
+	ip -n "$TOPO_NS_CL" -6 route add default via "$TOPO_FW_CL6"
+	ip netns exec "$TOPO_NS_FW" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+}
+
+# Extra source addresses for the attacker (bench: many attackers).
+topo_attacker_addrs() { # addr...
+	local a
+	for a; do _topo_addr "$TOPO_NS_AT" "${TOPO_IF}af" "$a/25"; done
+}
+
+# --- configuration --------------------------------------------------------
+
+topo_configure() {
+	_topo_conf_f2b_route && _topo_conf_triton && _topo_conf_loghost_syslog &&
+		_topo_conf_fail2ban && _topo_conf_frr && _topo_conf_openbgpd
+}
+
+_topo_conf_f2b_route() {
+	cat >"$TOPO_TOML" <<EOF
+# f2b-route config of the lab's log host: the site's own prefixes and the
+# firewall (BGP peer) are never blackholed.
+protect = ["$TOPO_PROTECT4", "$TOPO_PROTECT6"]
+peers = ["$TOPO_FW_LH4"]
+state_dir = "$TOPO_STATE"
+EOF
+	TOPO_F2B_ROUTE=("$TOPO_BIN" --config "$TOPO_TOML" --state-dir "$TOPO_STATE")
+}
+
+_topo_conf_triton() {
+	ssh-keygen -q -t ed25519 -N '' -f "$TOPO_TR/hostkey" -C triton
+	cat >"$TOPO_TR/sshd_config" <<EOF
+Port $TOPO_SSH_PORT
+HostKey $TOPO_TR/hostkey
+PidFile $TOPO_TR/sshd.pid
+UsePAM no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+SyslogFacility AUTH
+LogLevel INFO
+EOF
+	mkdir -p "$TOPO_TR/spool"
+	cat >"$TOPO_TR/rsyslog.conf" <<EOF
+# triton: sshd's /dev/log lines, forwarded over UDP to the log host.
+global(localHostName="triton" workDirectory="$TOPO_TR/spool")
+module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
+*.* action(type="omfwd" target="$TOPO_LH4" port="514" protocol="udp"
+           template="RSYSLOG_TraditionalForwardFormat")
+EOF
+	# Runs in triton's own mount and UTS namespaces: tmpfs over /run,
+	# /var/log (sshd's btmp) and /dev (rsyslog's /dev/log), then rsyslogd,
+	# then sshd in its place (same PID).
+	cat >"$TOPO_TR/start" <<EOF
+set -e
+mount -t tmpfs -o mode=755 triton-run /run
+mount -t tmpfs -o mode=755 triton-log /var/log
+mount -t tmpfs -o mode=755 triton-dev /dev
+mknod -m 666 /dev/null c 1 3
+mknod -m 666 /dev/zero c 1 5
+mknod -m 666 /dev/random c 1 8
+mknod -m 666 /dev/urandom c 1 9
+mknod -m 666 /dev/tty c 5 0
+mkdir /dev/pts
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+ln -s pts/ptmx /dev/ptmx
+mkdir -m 755 /run/sshd
+hostname triton
+/usr/sbin/sshd -t -f $TOPO_TR/sshd_config
+/usr/sbin/rsyslogd -n -f $TOPO_TR/rsyslog.conf -i $TOPO_TR/rsyslog.pid >>$TOPO_TR/rsyslog.out 2>&1 &
+for i in \$(seq 100); do [ -S /dev/log ] && break; sleep 0.05; done
+[ -S /dev/log ] || { echo "triton: rsyslogd made no /dev/log" >&2; exit 1; }
+exec /usr/sbin/sshd -D -f $TOPO_TR/sshd_config
+EOF
+}
+
+_topo_conf_loghost_syslog() {
+	mkdir -p "$TOPO_LH/spool"
+	cat >"$TOPO_LH/rsyslog.conf" <<EOF
+# Log host: UDP syslog only (no imuxsock, no imklog), one file per sender.
+global(workDirectory="$TOPO_LH/spool")
+module(load="imudp")
+template(name="perhost" type="string" string="$TOPO_LH/remote/%HOSTNAME%.log")
+ruleset(name="remote") {
+	action(type="omfile" dynaFile="perhost" template="RSYSLOG_TraditionalFileFormat")
+}
+input(type="imudp" address="$TOPO_LH4" port="514" ruleset="remote")
+EOF
+	# fail2ban exits if its log does not exist yet.
+	: >"$TOPO_REMOTE_LOG"
+}
+
+_topo_conf_fail2ban() {
+	local c=$TOPO_F2B/etc
+	cp -a /etc/fail2ban "$c"
+	# Hermetic: none of this machine's own jails or overrides (Debian's
+	# jail.d/defaults-debian.conf enables [sshd]).
+	rm -rf "$c"/jail.d/* "$c"/fail2ban.d/*
+	find "$c" -name '*.local' -delete
+	cp "$TOPO_REPO/action.d/route.local" "$TOPO_REPO/action.d/f2b-route.conf" "$c/action.d/"
+	# The jail as shipped (DESIGN.md's, verbatim), only logpath adjusted.
+	sed "s|^logpath  = /var/log/remote/triton.log$|logpath  = $TOPO_REMOTE_LOG|" \
+		"$TOPO_REPO/jail.d/triton.conf" >"$c/jail.d/triton.conf"
+	grep -qxF "logpath  = $TOPO_REMOTE_LOG" "$c/jail.d/triton.conf" || {
+		echo "topology: jail.d/triton.conf has no 'logpath  = /var/log/remote/triton.log' line" >&2
+		return 1
+	}
+	# f2b-route with this lab's config, through route.local's f2b_route
+	# option (a drop-in read after route.local).
+	mkdir -p "$c/action.d/route.d"
+	cat >"$c/action.d/route.d/lab.local" <<EOF
+[Init]
+f2b_route = ${TOPO_F2B_ROUTE[*]}
+EOF
+	if [ -n "${TOPO_RECIDIVE:-}" ]; then
+		cat >"$c/jail.d/recidive.conf" <<EOF
+[recidive]
+enabled   = true
+logpath   = $TOPO_F2B_LOG
+banaction = route
+maxretry  = 1
+EOF
+	fi
+	if [ -n "${TOPO_F2B_EXTRA:-}" ]; then
+		printf '%s\n' "$TOPO_F2B_EXTRA" >"$c/jail.d/zz-extra.local"
+	fi
+	if declare -F topo_hook_fail2ban >/dev/null; then topo_hook_fail2ban "$c" || return 1; fi
+	cat >"$c/fail2ban.local" <<EOF
+[Definition]
+loglevel = INFO
+logtarget = $TOPO_F2B_LOG
+socket = $TOPO_F2B/fail2ban.sock
+pidfile = $TOPO_F2B/fail2ban.pid
+dbfile = $TOPO_F2B/fail2ban.sqlite3
+allowipv6 = auto
+EOF
+	TOPO_F2B_CONF=$c
+	: >"$TOPO_F2B_LOG"
+	fail2ban-client -c "$c" -t >"$TOPO_F2B/config-test.out" 2>&1 || {
+		cat "$TOPO_F2B/config-test.out" >&2
+		return 1
+	}
+}
+
+_topo_conf_frr() {
+	"$TOPO_BIN" --config "$TOPO_TOML" render frr --local-as "$TOPO_AS_LH" --peer-as "$TOPO_AS_FW" \
+		--peer "$TOPO_FW_LH4" --router-id "$TOPO_LH4" >"$TOPO_FRR/frr.rendered"
+	if [ -n "${TOPO_FRR_EXTRA:-}" ]; then
+		# Before `router bgp`, where route-map entries belong.
+		awk -v extra="$TOPO_FRR_EXTRA" '/^router bgp / && !done { print extra; done = 1 } { print }' \
+			"$TOPO_FRR/frr.rendered" >"$TOPO_FRR/bgpd.conf"
+	else
+		cp "$TOPO_FRR/frr.rendered" "$TOPO_FRR/bgpd.conf"
+	fi
+	printf 'hostname loghost\n' >"$TOPO_FRR/zebra.conf"
+	chown -R frr:frr "$TOPO_FRR"
+}
+
+_topo_conf_openbgpd() {
+	"$TOPO_BIN" --config "$TOPO_TOML" render openbgpd --local-as "$TOPO_AS_FW" --peer-as "$TOPO_AS_LH" \
+		--peer "$TOPO_LH4" --router-id "$TOPO_FW_LH4" --no-pftable >"$TOPO_FW/bgpd.rendered"
+	"$TOPO_BIN" --config "$TOPO_TOML" render openbgpd --local-as "$TOPO_AS_FW" --peer-as "$TOPO_AS_LH" \
+		--peer "$TOPO_LH4" --router-id "$TOPO_FW_LH4" >"$TOPO_FW/bgpd-full.rendered"
+	# Global settings first: the control socket, then the extra lines.
+	{
+		printf 'socket "%s"\n' "$TOPO_OBGPD_SOCK"
+		[ -z "${TOPO_OBGPD_EXTRA:-}" ] || printf '%s\n' "$TOPO_OBGPD_EXTRA"
+		cat "$TOPO_FW/bgpd.rendered"
+	} >"$TOPO_FW/bgpd.conf"
+	bgpd -n -f "$TOPO_FW/bgpd.conf" >"$TOPO_FW/check.out" 2>&1 || {
+		cat "$TOPO_FW/check.out" >&2
+		return 1
+	}
+}
+
+# --- daemons --------------------------------------------------------------
+
+_topo_track() { TOPO_PIDFILES+=("$1=$2"); } # name pidfile
+
+topo_start_firewall() {
+	if [ ! -d /run/openbgpd ]; then
+		mkdir -p /run/openbgpd
+		TOPO_MADE_RUN_OPENBGPD=1
+	fi
+	# Every line of bgpd's log stamped with the time it was written (the
+	# stamper is outside bgpd's process tree: bgpd waits for its children).
+	{
+		ip netns exec "$TOPO_NS_FW" bgpd -d -f "$TOPO_FW/bgpd.conf" 2>&1 &
+		echo $! >"$TOPO_FW/bgpd.pid"
+		wait
+	} | _topo_stamper obgpd >>"$TOPO_FW/bgpd.log" &
+	disown $!
+	topo_wait 5 test -s "$TOPO_FW/bgpd.pid"
+	_topo_track openbgpd "$TOPO_FW/bgpd.pid"
+	topo_wait 10 test -S "$TOPO_OBGPD_SOCK" || { echo "topology: OpenBGPD did not start" >&2; return 1; }
+}
+
+topo_start_frr() {
+	local common=(-z "$TOPO_FRR/zserv.api" --vty_socket "$TOPO_FRR" -P 0 -u frr -g frr)
+	ip netns exec "$TOPO_NS_LH" /usr/lib/frr/zebra -d -f "$TOPO_FRR/zebra.conf" -i "$TOPO_FRR/zebra.pid" \
+		"${common[@]}" -s 90000000 --log "file:$TOPO_FRR/zebra.log" >>"$TOPO_FRR/stderr" 2>&1
+	_topo_track zebra "$TOPO_FRR/zebra.pid"
+	topo_wait 10 test -S "$TOPO_FRR/zserv.api" || { echo "topology: zebra did not start" >&2; return 1; }
+	ip netns exec "$TOPO_NS_LH" /usr/lib/frr/bgpd -d -f "$TOPO_FRR/bgpd.conf" -i "$TOPO_FRR/bgpd.pid" \
+		"${common[@]}" --log "file:$TOPO_FRR/bgpd.log" >>"$TOPO_FRR/stderr" 2>&1
+	_topo_track bgpd-frr "$TOPO_FRR/bgpd.pid"
+	topo_wait 10 topo_vtysh -c 'show bgp summary' || { echo "topology: FRR bgpd does not answer" >&2; return 1; }
+}
+
+topo_start_loghost_syslog() {
+	ip netns exec "$TOPO_NS_LH" /usr/sbin/rsyslogd -n -f "$TOPO_LH/rsyslog.conf" -i "$TOPO_LH/rsyslog.pid" \
+		>>"$TOPO_LH/rsyslog.out" 2>&1 &
+	disown $!
+	_topo_track rsyslog-loghost "$TOPO_LH/rsyslog.pid"
+	topo_wait 10 test -s "$TOPO_LH/rsyslog.pid" || { echo "topology: log host rsyslogd did not start" >&2; return 1; }
+}
+
+topo_start_triton() {
+	ip netns exec "$TOPO_NS_TR" unshare --mount --uts --propagation private bash "$TOPO_TR/start" \
+		>>"$TOPO_TR/start.out" 2>&1 &
+	echo $! >"$TOPO_TR/main.pid"
+	disown $!
+	_topo_track rsyslog-triton "$TOPO_TR/rsyslog.pid"
+	_topo_track sshd "$TOPO_TR/main.pid"
+	topo_wait 10 test -s "$TOPO_TR/sshd.pid" || {
+		echo "topology: triton's sshd did not start: $(cat "$TOPO_TR/start.out")" >&2
+		return 1
+	}
+}
+
+topo_f2b() { fail2ban-client -c "$TOPO_F2B_CONF" "$@"; }
+
+# Starts fail2ban-server in the log host, in the foreground (-f) as a
+# background job, with the private config.
+topo_start_fail2ban() {
+	ip netns exec "$TOPO_NS_LH" fail2ban-server -c "$TOPO_F2B_CONF" -f -x \
+		>>"$TOPO_F2B/server.out" 2>&1 &
+	echo $! >"$TOPO_F2B/server.pid"
+	disown $!
+	local tracked=
+	for p in "${TOPO_PIDFILES[@]}"; do [ "$p" = "fail2ban=$TOPO_F2B/server.pid" ] && tracked=1; done
+	[ -n "$tracked" ] || _topo_track fail2ban "$TOPO_F2B/server.pid"
+	topo_wait 20 topo_f2b ping || { echo "topology: fail2ban-server does not answer" >&2; return 1; }
+	# All jails started (actionstart run, bans restored).
+	topo_wait 20 _topo_f2b_jails_up || { echo "topology: fail2ban jails did not start" >&2; return 1; }
+}
+_topo_f2b_jails_up() {
+	local want got
+	want=$(sed -n 's/^\[\([A-Za-z0-9_-]*\)\]$/\1/p' "$TOPO_F2B_CONF"/jail.d/*.conf "$TOPO_F2B_CONF"/jail.d/*.local 2>/dev/null | grep -v -e DEFAULT -e INCLUDES | sort -u)
+	got=$(topo_f2b status | sed -n 's/.*Jail list:[[:space:]]*//p' | tr -d ' ' | tr , '\n' | sort -u)
+	[ "$want" = "$got" ]
+}
+
+# Stops fail2ban: `graceful` (fail2ban-client stop) or `kill9`.
+topo_stop_fail2ban() {
+	local pid
+	pid=$(cat "$TOPO_F2B/server.pid")
+	case $1 in
+	graceful) topo_f2b stop >/dev/null ;;
+	kill9) _topo_kill KILL "$pid" ;;
+	esac
+	topo_wait 20 _topo_gone "$pid" || { echo "topology: fail2ban-server $pid did not stop" >&2; return 1; }
+	# The killed server's socket is left behind; a new server started with
+	# -x removes it but logs "ERROR Fail2ban seems to be already running".
+	# A service manager cleans its runtime directory (RuntimeDirectory=);
+	# so do we.
+	rm -f "$TOPO_F2B/fail2ban.sock"
+}
+
+topo_start_all() {
+	topo_start_firewall && topo_start_frr && topo_start_loghost_syslog &&
+		topo_start_triton && topo_start_fail2ban
+}
+
+topo_vtysh() { ip netns exec "$TOPO_NS_LH" vtysh --vty_socket "$TOPO_FRR" "$@"; }
+topo_bgpctl() { bgpctl -s "$TOPO_OBGPD_SOCK" "$@"; }
+
+topo_bgp_established() {
+	topo_bgpctl show neighbor "$TOPO_LH4" 2>/dev/null | grep -q 'BGP state = Established'
+}
+
+# --- watchers: every line of a stream, stamped with the time it was read ---
+
+_topo_stamper() { # tag
+	local line
+	while IFS= read -r line; do
+		printf '%s %s %s\n' "$EPOCHREALTIME" "$1" "$line"
+	done
+}
+
+# Runs a command in a namespace (or "" for none), every output line stamped
+# into $TOPO_EVENTS with tag. The command is tracked and stopped by PID.
+topo_watch() { # tag ns cmd...
+	local tag=$1 ns=$2; shift 2
+	local pf=$TOPO_DIR/watch-$tag.pid
+	if [ -n "$ns" ]; then set -- ip netns exec "$ns" "$@"; fi
+	{ "$@" 2>&1 & echo $! >"$pf"; wait; } | _topo_stamper "$tag" >>"$TOPO_EVENTS" &
+	disown $!
+	topo_wait 5 test -s "$pf"
+	_topo_track "watch-$tag" "$pf"
+}
+
+# --- witnesses ------------------------------------------------------------
+
+# f2b-route in the log host, with the lab's config.
+topo_f2b_route() { ip netns exec "$TOPO_NS_LH" "${TOPO_F2B_ROUTE[@]}" "$@"; }
+
+# The log host's routes with f2b-route's marker (protocol 252, metric 666),
+# one address per line, sorted: the kernel's own view, not f2b-route's.
+topo_kernel_routes() {
+	{
+		ip -n "$TOPO_NS_LH" -j -4 route show proto 252 type "${1:-blackhole}"
+		ip -n "$TOPO_NS_LH" -j -6 route show proto 252 type "${1:-blackhole}"
+	} | jq -r '.[] | select(.metric == 666) | .dst' | sort
+}
+
+# The prefixes in the firewall's RIB "blackhole", one per line, sorted.
+topo_rib() {
+	topo_bgpctl show rib table blackhole 2>/dev/null | awk '$1 ~ /^\*/ { print $3 }' | sort
+}
+topo_rib_count() { topo_rib | grep -c . || true; }
+
+# One line per prefix in the firewall's RIB: "PREFIX COMMUNITIES...".
+topo_rib_communities() {
+	topo_bgpctl show rib table blackhole detail 2>/dev/null | awk '
+		/^BGP routing table entry for/ { p = $NF }
+		/Communities:/ { sub(/^[[:space:]]*Communities:[[:space:]]*/, ""); print p, $0 }' | sort
+}
+
+# Every address banned by any jail, sorted, one per line.
+topo_banned() {
+	local j
+	for j in $(topo_f2b status | sed -n 's/.*Jail list:[[:space:]]*//p' | tr ',' ' '); do
+		topo_f2b get "$j" banned | tr -d "[]',\"" | tr ' ' '\n'
+	done | grep . | sort -u
+}
+
+# Adds the /32 or /128 suffix: 203.0.113.2 -> 203.0.113.2/32.
+topo_prefix() { if [[ $1 == *:* ]]; then echo "$1/128"; else echo "$1/32"; fi; }
+
+# One failed login from the attacker (or $2 namespace) from source $1, as an
+# invalid user with BatchMode (sshd[mode=aggressive] counts 2 failures).
+topo_failed_login() { # src [ns]
+	local src=$1 ns=${2:-$TOPO_NS_AT} dst=$TOPO_TR4
+	[[ $src == *:* ]] && dst=$TOPO_TR6
+	ip netns exec "$ns" ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no \
+		-o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o IdentityFile=none \
+		-o ConnectTimeout=5 -o LogLevel=ERROR -b "$src" -p "$TOPO_SSH_PORT" "invaliduser@$dst" true \
+		>/dev/null 2>&1
+	# ssh exits 255 on the refused login; anything else is unexpected.
+	[ $? = 255 ]
+}
+
+# The SSH banner, as seen from a namespace and source address.
+topo_ssh_banner() { # ns src
+	local dst=$TOPO_TR4
+	[[ $2 == *:* ]] && dst=$TOPO_TR6
+	ip netns exec "$1" timeout 5 bash -c "exec 3<>/dev/tcp/$dst/$TOPO_SSH_PORT && head -n 1 <&3" 2>/dev/null |
+		tr -d '\r'
+}
+
+# --- tear-down ------------------------------------------------------------
+
+# Is this PID one of ours (running in one of our namespaces)?
+_topo_ours() {
+	local pid=$1 ns
+	[ -d "/proc/$pid" ] || return 1
+	ns=$(ip netns identify "$pid" 2>/dev/null) || return 1
+	for n in "${TOPO_ALL_NS[@]}"; do [ "$ns" = "$n" ] && return 0; done
+	return 1
+}
+_topo_kill() { # signal pid
+	_topo_ours "$2" && kill "-$1" "$2" 2>/dev/null
+}
+_topo_gone() { ! kill -0 "$1" 2>/dev/null || [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
+
+topo_down() {
+	[ -n "${TOPO_UP:-}" ] || return 0
+	TOPO_UP=
+	local entry pf pid i pids=()
+	for ((i = ${#TOPO_PIDFILES[@]} - 1; i >= 0; i--)); do
+		entry=${TOPO_PIDFILES[i]}
+		pf=${entry#*=}
+		pid=$(cat "$pf" 2>/dev/null) || continue
+		[ -n "$pid" ] || continue
+		if _topo_kill TERM "$pid"; then pids+=("$pid"); fi
+	done
+	for pid in "${pids[@]}"; do
+		topo_wait 5 _topo_gone "$pid" || _topo_kill KILL "$pid"
+	done
+	# Anything still in our namespaces (sshd's children, FRR helpers...).
+	local ns
+	for ns in "${TOPO_ALL_NS[@]}"; do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+	done
+	for ns in "${TOPO_ALL_NS[@]}"; do
+		ip netns del "$ns" 2>/dev/null
+	done
+	[ -z "$TOPO_MADE_RUN_OPENBGPD" ] || rmdir /run/openbgpd 2>/dev/null
+	if [ -n "${TOPO_KEEP:-}" ]; then
+		echo "topology: kept $TOPO_DIR" >&2
+	else
+		rm -rf "$TOPO_DIR"
+	fi
+	return 0
+}
