@@ -4,9 +4,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::RouteKind;
+use crate::render::Target;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,23 +93,11 @@ pub struct FlushArgs {
     pub jail: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RenderTarget {
-    /// FRR bgpd configuration for the log host
-    Frr,
-    /// OpenBGPD configuration for the firewall
-    Openbgpd,
-    /// pf rules for the firewall
-    Pf,
-    /// fail2ban jail for the log host
-    Jail,
-}
-
 #[derive(Debug, Args)]
 pub struct RenderArgs {
     /// What to render
     #[arg(value_enum)]
-    pub target: RenderTarget,
+    pub target: Target,
     /// Our AS number
     #[arg(long, value_name = "N")]
     pub local_as: Option<u32>,

@@ -27,11 +27,15 @@ const JAIL: &str = include_str!("../jail.d/triton.conf");
 /// The line of the jail template that `render jail` fills in.
 const JAIL_IGNOREIP: &str = "#ignoreip = 127.0.0.1/8 ::1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
+    /// FRR bgpd configuration for the log host
     Frr,
+    /// OpenBGPD configuration for the firewall
     Openbgpd,
+    /// pf rules for the firewall
     Pf,
+    /// fail2ban jail for the log host
     Jail,
 }
 

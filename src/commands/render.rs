@@ -5,16 +5,10 @@ use std::io::Write;
 use anyhow::Result;
 
 use super::Ctx;
-use crate::cli::{RenderArgs, RenderTarget};
-use crate::render::{render, RenderOptions, Target};
+use crate::cli::RenderArgs;
+use crate::render::{render, RenderOptions};
 
 pub fn run(ctx: &Ctx, args: &RenderArgs) -> Result<()> {
-    let target = match args.target {
-        RenderTarget::Frr => Target::Frr,
-        RenderTarget::Openbgpd => Target::Openbgpd,
-        RenderTarget::Pf => Target::Pf,
-        RenderTarget::Jail => Target::Jail,
-    };
     let options = RenderOptions {
         local_as: args.local_as,
         peers: args.peers.clone(),
@@ -23,7 +17,7 @@ pub fn run(ctx: &Ctx, args: &RenderArgs) -> Result<()> {
         interface: args.interface.clone(),
         no_pftable: args.no_pftable,
     };
-    let text = render(target, &ctx.config, &options).map_err(crate::error::Error::from)?;
+    let text = render(args.target, &ctx.config, &options).map_err(crate::error::Error::from)?;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
