@@ -30,7 +30,8 @@ pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
         .filter_map(|ip| guard.check(*ip).err().map(|rule| (*ip, rule)))
         .collect();
     for (ip, rule) in &refused {
-        ctx.out.refusal(&format!("refused {ip} for {jail}: {rule}"));
+        ctx.out
+            .refusal(format_args!("refused {ip} for {jail}: {rule}"));
     }
     if let Some((addr, rule)) = refused.first() {
         return Err(Error::Refused {
@@ -50,7 +51,7 @@ pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
         })
         .collect();
     for (ip, route) in &conflicts {
-        ctx.out.refusal(&format!(
+        ctx.out.refusal(format_args!(
             "refused {ip} for {jail}: someone else's unicast route {route}"
         ));
     }
@@ -118,17 +119,17 @@ pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
                     ""
                 };
                 ctx.out
-                    .change(&format!("added {kind} {ip} for {jail}{also}"));
+                    .change(format_args!("added {kind} {ip} for {jail}{also}"));
             }
             Ok(Added::Present) => {
                 present += 1;
-                ctx.out.detail(&format!(
-                    "{ip}: already dropped by a route with the same metric{}",
-                    if new_hold {
-                        format!("; now also held by {jail}")
-                    } else {
-                        String::new()
-                    }
+                let (also, by) = if new_hold {
+                    ("; now also held by ", jail)
+                } else {
+                    ("", "")
+                };
+                ctx.out.detail(format_args!(
+                    "{ip}: already dropped by a route with the same metric{also}{by}"
                 ));
             }
             Err(e) => {

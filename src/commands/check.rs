@@ -42,7 +42,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     for ip in &stale {
         ledger.release_all(*ip)?;
         ctx.out
-            .change(&format!("dropped the holds on {ip}: its route is gone"));
+            .change(format_args!("dropped the holds on {ip}: its route is gone"));
     }
     ledger.finish()?;
     for jail in ledger.jails() {

@@ -8,6 +8,7 @@ mod list;
 mod render;
 
 use std::collections::HashSet;
+use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -93,22 +94,25 @@ pub struct Report {
 
 impl Report {
     /// A change made to the kernel: syslog always, stderr with -v.
-    pub fn change(&mut self, message: &str) {
-        self.syslog.log(Severity::Notice, message);
+    pub fn change(&mut self, message: fmt::Arguments<'_>) {
         if self.verbosity == Verbosity::Verbose {
-            say(message);
+            let text = message.to_string();
+            self.syslog.log(Severity::Notice, format_args!("{text}"));
+            say(&text);
+        } else {
+            self.syslog.log(Severity::Notice, message);
         }
     }
 
     /// A refusal: syslog always (the error line itself goes to stderr).
-    pub fn refusal(&mut self, message: &str) {
+    pub fn refusal(&mut self, message: fmt::Arguments<'_>) {
         self.syslog.log(Severity::Warning, message);
     }
 
     /// Something worth knowing that changed nothing: stderr with -v.
-    pub fn detail(&mut self, message: &str) {
+    pub fn detail(&mut self, message: fmt::Arguments<'_>) {
         if self.verbosity == Verbosity::Verbose {
-            say(message);
+            say(&message.to_string());
         }
     }
 
@@ -229,7 +233,7 @@ pub fn release(
         if ledger.is_held(*ip)? {
             kept += 1;
             ctx.out
-                .detail(&format!("kept {ip}: still held by another jail"));
+                .detail(format_args!("kept {ip}: still held by another jail"));
         } else {
             unheld.push(*ip);
         }
@@ -273,12 +277,12 @@ pub async fn remove_routes(
         match outcome {
             Ok(true) => {
                 removal.removed += 1;
-                ctx.out.change(&format!("removed {ip}{why}"));
+                ctx.out.change(format_args!("removed {ip}{why}"));
             }
             Ok(false) => {
                 removal.absent += 1;
                 ctx.out
-                    .detail(&format!("{ip}: no route of ours (already gone)"));
+                    .detail(format_args!("{ip}: no route of ours (already gone)"));
             }
             Err(e) => removal.failures.push((*ip, e)),
         }
