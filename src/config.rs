@@ -145,6 +145,13 @@ impl Config {
             config.route_type = k;
         }
         if let Some(m) = raw.metric {
+            if m == 0 {
+                // A delete with metric 0 matches any metric, and the kernel
+                // gives IPv6 routes of metric 0 the metric 1024.
+                return Err(bad(
+                    "metric 0: must be 1-4294967295 (0 matches any metric when deleting)".into(),
+                ));
+            }
             config.metric = m;
         }
         if let Some(list) = raw.protect {
@@ -226,7 +233,22 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
     if net.trunc() != net {
         return Err(format!("host bits set; did you mean {}?", net.trunc()));
     }
-    Ok(net)
+    Ok(v4_mapped_as_v4(net))
+}
+
+/// `::ffff:a.b.c.d/len` (len >= 96) is the IPv4 prefix a.b.c.d/(len - 96):
+/// addresses arrive as IPv4 (see `addr::parse_host`), so only the IPv4 form
+/// can ever contain them.
+fn v4_mapped_as_v4(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -272,6 +294,10 @@ mod tests {
         assert_eq!(c.peers.len(), 2);
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/f2b-route"));
         assert_eq!(parse("table = \"main\"").unwrap().table, 254);
+        // IPv4-mapped prefixes protect the IPv4 addresses they map.
+        let c = parse("protect = [\"::ffff:198.51.100.0/120\", \"::ffff:203.0.113.9\"]").unwrap();
+        assert_eq!(c.protect[0].to_string(), "198.51.100.0/24");
+        assert_eq!(c.protect[1].to_string(), "203.0.113.9/32");
         assert_eq!(parse("table = \"200\"").unwrap().table, 200);
     }
 
@@ -293,6 +319,7 @@ mod tests {
             "state_dir = \"relative\"",
             "colour = \"blue\"",
             "protocol = ",
+            "metric = 0",
         ] {
             let err = parse(text).expect_err(text);
             assert!(matches!(err, Error::Config { .. }), "{text}: {err}");

@@ -90,8 +90,13 @@ impl Error {
     }
 }
 
+/// Errors that mean "not allowed to change this" rather than "broke": no
+/// privilege, or a state dir on a read-only file system.
 pub fn is_permission(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(nix::libc::EPERM) || err.kind() == io::ErrorKind::PermissionDenied
+    matches!(
+        err.raw_os_error(),
+        Some(nix::libc::EPERM | nix::libc::EACCES | nix::libc::EROFS)
+    ) || err.kind() == io::ErrorKind::PermissionDenied
 }
 
 /// Map any error chain to its exit code: the first crate error decides,

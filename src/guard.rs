@@ -13,6 +13,8 @@ use crate::config::Config;
 pub enum Rule {
     Unspecified,
     ThisNetwork,
+    /// `::a.b.c.d`, deprecated since RFC 4291: an IPv4 host in IPv6 clothes.
+    V4Compatible,
     Loopback,
     Multicast,
     Broadcast,
@@ -30,6 +32,9 @@ impl fmt::Display for Rule {
         match self {
             Rule::Unspecified => f.write_str("unspecified address"),
             Rule::ThisNetwork => f.write_str("\"this network\" address (0.0.0.0/8)"),
+            Rule::V4Compatible => f.write_str(
+                "IPv4-compatible IPv6 address (::a.b.c.d, deprecated; ban the IPv4 address)",
+            ),
             Rule::Loopback => f.write_str("loopback address"),
             Rule::Multicast => f.write_str("multicast address"),
             Rule::Broadcast => f.write_str("broadcast address"),
@@ -108,6 +113,8 @@ fn special(ip: IpAddr) -> Result<(), Rule> {
                 Err(Rule::Multicast)
             } else if v6.is_unicast_link_local() {
                 Err(Rule::LinkLocal)
+            } else if v6.segments()[..6] == [0; 6] {
+                Err(Rule::V4Compatible)
             } else {
                 Ok(())
             }
@@ -141,6 +148,8 @@ mod tests {
             ("ff02::1", Rule::Multicast),
             ("fe80::1", Rule::LinkLocal),
             ("febf::1", Rule::LinkLocal),
+            ("::127.0.0.1", Rule::V4Compatible),
+            ("::198.51.100.7", Rule::V4Compatible),
         ];
         for (s, rule) in cases {
             assert_eq!(guard.check(ip(s)), Err(rule), "{s}");

@@ -23,6 +23,8 @@ use crate::error::Error;
 use crate::guard::LocalAddr;
 use crate::route::{self, Lookup, Marker, OwnedRoute, Request};
 
+/// Extra delete passes for one address (routes appended beside ours).
+const MAX_ALIASES: usize = 8;
 /// Messages per datagram.
 const BATCH: usize = 256;
 /// Receive buffer we ask for (needs CAP_NET_ADMIN, which we need anyway).
@@ -287,7 +289,48 @@ impl Kernel {
     }
 
     /// Delete our route for each address; `Ok(false)` when it was not there.
+    /// The kernel removes one route per request, and IPv4 may hold several
+    /// with our marker for one address (`ip route append`), so an address
+    /// whose delete succeeded is deleted again until none is left.
     pub async fn del(
+        &self,
+        addrs: &[IpAddr],
+        marker: Marker,
+    ) -> Result<Vec<Result<bool, io::Error>>, Error> {
+        let mut outcomes = self.del_once(addrs, marker).await?;
+        let mut again: Vec<usize> = (0..addrs.len())
+            .filter(|i| matches!(outcomes[*i], Ok(true)))
+            .collect();
+        for _ in 0..MAX_ALIASES {
+            if again.is_empty() {
+                break;
+            }
+            let batch: Vec<IpAddr> = again.iter().map(|i| addrs[*i]).collect();
+            let more = self.del_once(&batch, marker).await?;
+            let mut next = Vec::new();
+            for (i, outcome) in again.into_iter().zip(more) {
+                match outcome {
+                    Ok(true) => next.push(i),
+                    Ok(false) => {}
+                    Err(e) => outcomes[i] = Err(e),
+                }
+            }
+            again = next;
+        }
+        Ok(outcomes)
+    }
+
+    /// Delete every route of `routes`, one request each (a dump lists each
+    /// of several routes to one address, so no repetition is needed).
+    pub async fn del_listed(
+        &self,
+        routes: &[IpAddr],
+        marker: Marker,
+    ) -> Result<Vec<Result<bool, io::Error>>, Error> {
+        self.del_once(routes, marker).await
+    }
+
+    async fn del_once(
         &self,
         addrs: &[IpAddr],
         marker: Marker,

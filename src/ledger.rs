@@ -145,11 +145,13 @@ impl Ledger {
     pub fn open(dir: &Path, access: Access) -> Result<Ledger, Error> {
         let holds = dir.join("holds");
         if access == Access::Write {
+            // Only the state dir before the lock: `holds/` is made under it,
+            // or a run could make it between a flush's rename and its mkdir.
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o750)
-                .create(&holds)
-                .map_err(state_err(&holds))?;
+                .create(dir)
+                .map_err(state_err(dir))?;
         }
         let lock_path = dir.join("lock");
         let file = match OpenOptions::new()
@@ -173,6 +175,13 @@ impl Ledger {
         let lock = Flock::lock(file, mode).map_err(|(_, errno)| {
             state_err(&lock_path)(io::Error::from_raw_os_error(errno as i32))
         })?;
+        if access == Access::Write {
+            match fs::DirBuilder::new().mode(0o750).create(&holds) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(state_err(&holds)(e)),
+            }
+        }
         let dirty = dir.join(DIRTY);
         let mut ledger = Ledger {
             holds,

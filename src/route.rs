@@ -177,7 +177,9 @@ fn metric(msg: &RouteMessage) -> u32 {
 /// dropping type with our protocol, metric and table.
 pub fn owned(msg: &RouteMessage, marker: Marker) -> Option<OwnedRoute> {
     let addr = destination(msg)?;
+    // A TOS route is not one we make, nor one our deletes (TOS 0) could remove.
     let ours = u8::from(msg.header.protocol) == marker.protocol
+        && msg.header.tos == 0
         && metric(msg) == marker.metric
         && table(msg) == marker.table
         && msg.header.destination_prefix_length == host_len(addr);
@@ -329,6 +331,9 @@ mod tests {
         assert_eq!(owned(&m, Marker { metric: 1, ..M }), None);
         assert_eq!(owned(&m, Marker { protocol: 4, ..M }), None);
         assert_eq!(owned(&m, Marker { table: 100, ..M }), None);
+        let mut tos = m.clone();
+        tos.header.tos = 0x10;
+        assert_eq!(owned(&tos, M), None);
     }
 
     #[test]

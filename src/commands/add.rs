@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use anyhow::Result;
 
-use super::{addresses, count, kernel_failure, Ctx};
+use super::{addresses, count, kernel_failure, require_net_admin, Ctx};
 use crate::cli::AddArgs;
 use crate::error::Error;
 use crate::guard::Guard;
@@ -21,6 +21,7 @@ pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
     let jail = args.jail.as_deref().unwrap_or(ledger::MANUAL);
     let kind = args.kind.unwrap_or(ctx.config.route_type);
 
+    require_net_admin()?;
     let kernel = Kernel::connect()?;
     let (local, lookups) = futures::try_join!(kernel.local_addresses(), kernel.lookup(&addrs))?;
 

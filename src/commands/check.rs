@@ -6,20 +6,12 @@ use std::net::IpAddr;
 
 use anyhow::Result;
 
-use super::{count, remove_routes, Ctx};
-use crate::error::Error;
+use super::{count, remove_routes, require_net_admin, Ctx, Source};
 use crate::kernel::Kernel;
 use crate::ledger::{Access, Ledger};
 
-const CAP_NET_ADMIN: u32 = 12;
-
 pub async fn run(ctx: &mut Ctx) -> Result<()> {
-    if !has_capability(CAP_NET_ADMIN) {
-        return Err(Error::NoPermission(
-            "CAP_NET_ADMIN is missing: run as root (fail2ban does)".into(),
-        )
-        .into());
-    }
+    require_net_admin()?;
     let kernel = Kernel::connect()?;
     kernel.local_addresses().await?;
     let mut ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
@@ -30,9 +22,10 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let routes = kernel.owned(ctx.marker).await?;
     let holds = ledger.all()?;
     let routed: BTreeSet<IpAddr> = routes.iter().map(|r| r.addr).collect();
-    let orphans: Vec<IpAddr> = routes
+    // From the set: IPv4 can hold several routes of ours for one address.
+    let orphans: Vec<IpAddr> = routed
         .iter()
-        .map(|r| r.addr)
+        .copied()
         .filter(|ip| holds.get(ip).is_none())
         .collect();
     let stale: Vec<IpAddr> = holds
@@ -48,7 +41,14 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     for jail in ledger.jails() {
         ledger.compact(jail)?;
     }
-    let removal = remove_routes(ctx, &kernel, &orphans, ": no jail held it").await?;
+    let removal = remove_routes(
+        ctx,
+        &kernel,
+        &orphans,
+        Source::Addresses,
+        ": no jail held it",
+    )
+    .await?;
     let c = &ctx.config;
     let mut summary = format!(
         "ok: config {}, marker protocol {} metric {} table {}, state {}, {} held",
@@ -69,16 +69,4 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     ctx.out.summary(&summary);
     removal.result()?;
     Ok(())
-}
-
-/// Is capability `cap` in this process's effective set?
-fn has_capability(cap: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return nix::unistd::geteuid().is_root();
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|bits| bits & (1 << cap) != 0)
 }

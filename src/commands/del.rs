@@ -2,13 +2,14 @@
 
 use anyhow::Result;
 
-use super::{addresses, count, release, remove_routes, Ctx};
+use super::{addresses, count, release, remove_routes, require_net_admin, Ctx, Source};
 use crate::cli::DelArgs;
 use crate::kernel::Kernel;
 use crate::ledger::{Access, Ledger};
 
 pub async fn run(ctx: &mut Ctx, args: &DelArgs) -> Result<()> {
     let addrs = addresses(&args.ips)?;
+    require_net_admin()?;
     let kernel = Kernel::connect()?;
     let mut ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
 
@@ -30,7 +31,7 @@ pub async fn run(ctx: &mut Ctx, args: &DelArgs) -> Result<()> {
         .as_deref()
         .map(|j| format!(" for {j}"))
         .unwrap_or_default();
-    let removal = remove_routes(ctx, &kernel, &unheld, &why).await?;
+    let removal = remove_routes(ctx, &kernel, &unheld, Source::Addresses, &why).await?;
     let mut summary = format!("removed {}", count(removal.removed, "route"));
     if kept > 0 {
         summary.push_str(&format!(", {kept} kept for other jails"));

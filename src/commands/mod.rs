@@ -207,6 +207,31 @@ pub fn addresses(args: &[String]) -> Result<Vec<IpAddr>, Error> {
     Ok(out)
 }
 
+/// Changing routes needs CAP_NET_ADMIN. Asked before anything changes, so
+/// that a run without it changes nothing (not even the ledger) and says so.
+pub fn require_net_admin() -> Result<(), Error> {
+    const CAP_NET_ADMIN: u32 = 12;
+    let effective = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        });
+    let allowed = match effective {
+        Some(bits) => bits & (1 << CAP_NET_ADMIN) != 0,
+        None => nix::unistd::geteuid().is_root(),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Error::NoPermission(
+            "CAP_NET_ADMIN is missing: run as root (fail2ban does)".into(),
+        ))
+    }
+}
+
 /// "1 address" / "3 addresses".
 pub fn count(n: usize, what: &str) -> String {
     if n == 1 {
@@ -259,15 +284,28 @@ impl Removal {
     }
 }
 
+/// Where the addresses to delete come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Addresses (holds, the command line): delete until none of ours is left.
+    Addresses,
+    /// A dump of our routes: one delete per route listed.
+    Dump,
+}
+
 /// Delete our routes for `addrs`; each removal is reported as
 /// "removed {ip}{why}".
 pub async fn remove_routes(
     ctx: &mut Ctx,
     kernel: &Kernel,
     addrs: &[IpAddr],
+    source: Source,
     why: &str,
 ) -> Result<Removal, Error> {
-    let outcomes = kernel.del(addrs, ctx.marker).await?;
+    let outcomes = match source {
+        Source::Addresses => kernel.del(addrs, ctx.marker).await?,
+        Source::Dump => kernel.del_listed(addrs, ctx.marker).await?,
+    };
     let mut removal = Removal {
         removed: 0,
         absent: 0,
