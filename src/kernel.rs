@@ -25,8 +25,10 @@ use crate::route::{self, Lookup, Marker, OwnedRoute, Request};
 
 /// Extra delete passes for one address (routes appended beside ours).
 const MAX_ALIASES: usize = 8;
-/// Messages per datagram.
-const BATCH: usize = 256;
+/// Messages per datagram, with a forced receive buffer and without one (the
+/// default buffer, about 200 KB, holds the replies of a few dozen lookups).
+const BATCH_BIG: usize = 256;
+const BATCH_SMALL: usize = 16;
 /// Receive buffer we ask for (needs CAP_NET_ADMIN, which we need anyway).
 const RCVBUF: usize = 32 << 20;
 /// Datagrams in flight with a forced receive buffer, and without one.
@@ -41,6 +43,7 @@ pub struct Kernel {
     /// Replies to messages that asked for none: the kernel's errors.
     unsolicited: RefCell<UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>>,
     window: usize,
+    batch: usize,
 }
 
 /// The kernel's final word on one message of a batch.
@@ -64,16 +67,17 @@ impl Kernel {
         socket
             .set_netlink_get_strict_chk(true)
             .map_err(Error::NetlinkUnavailable)?;
-        let window = if force_rcvbuf(socket.as_raw_fd(), RCVBUF).is_ok() {
-            WINDOW_BIG
+        let (window, batch) = if force_rcvbuf(socket.as_raw_fd(), RCVBUF).is_ok() {
+            (WINDOW_BIG, BATCH_BIG)
         } else {
-            WINDOW_SMALL
+            (WINDOW_SMALL, BATCH_SMALL)
         };
         tokio::spawn(conn);
         Ok(Kernel {
             handle,
             unsolicited: RefCell::new(unsolicited),
             window,
+            batch,
         })
     }
 
@@ -95,13 +99,13 @@ impl Kernel {
 
     /// Questions (route lookups) that each get exactly one reply, a route or
     /// an error: one answer per address of `addrs`, in order. Batches of
-    /// `BATCH`, `window` of them in flight, each built only when it is sent.
+    /// `batch`, `window` of them in flight, each built only when it is sent.
     async fn exchange_replies(
         &self,
         addrs: &[IpAddr],
         request: impl Fn(IpAddr) -> Request,
     ) -> Result<Vec<Answer>, Error> {
-        let answers: Vec<Vec<Answer>> = stream::iter(addrs.chunks(BATCH))
+        let answers: Vec<Vec<Answer>> = stream::iter(addrs.chunks(self.batch))
             .map(|batch| async {
                 let messages = batch
                     .iter()
@@ -166,7 +170,7 @@ impl Kernel {
             }
             Ok(())
         };
-        let replies: Vec<Vec<_>> = stream::iter(addrs.chunks(BATCH))
+        let replies: Vec<Vec<_>> = stream::iter(addrs.chunks(self.batch))
             .map(|batch| async {
                 let last = batch.len() - 1;
                 let messages = batch.iter().enumerate().map(|(i, ip)| {
