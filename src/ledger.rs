@@ -114,8 +114,9 @@ const ANCHOR: &str = ".t";
 pub struct Ledger {
     holds: PathBuf,
     dirty: PathBuf,
-    /// Anchors this run has made sure exist.
-    anchors: Vec<(String, u64)>,
+    /// Anchors this run has made sure exist: jail, time, generation (a file
+    /// system's limit of links per inode, 65,000 on ext4, starts a new one).
+    anchors: Vec<(String, u64, u32)>,
     jails: Vec<String>,
     /// Journal lines of this run's changes, per jail, appended by `finish`.
     pending: BTreeMap<String, String>,
@@ -294,32 +295,70 @@ impl Ledger {
             self.jails.sort();
         }
         self.mark()?;
-        let anchor = self.anchor(jail, since)?;
         let path = self.entry(jail, ip);
-        match fs::hard_link(&anchor, &path) {
-            Ok(()) => {
-                self.journal(jail, format_args!("+{ip} {since}\n"));
-                Ok(true)
+        loop {
+            let anchor = self.anchor(jail, since)?;
+            match fs::hard_link(&anchor, &path) {
+                Ok(()) => {
+                    self.journal(jail, format_args!("+{ip} {since}\n"));
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) if e.raw_os_error() == Some(nix::libc::EMLINK) => {
+                    self.next_anchor(jail, since)?
+                }
+                Err(e) => return Err(state_err(&path)(e)),
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(state_err(&path)(e)),
         }
     }
 
-    /// The anchor of `since` in `jail`'s directory, made if needed.
+    /// The anchor of `since` in `jail`'s directory, made if needed:
+    /// `.t<since>`, then `.t<since>.<n>` once its links run out.
     fn anchor(&mut self, jail: &str, since: u64) -> Result<PathBuf, Error> {
-        let path = self.holds.join(jail).join(format!("{ANCHOR}{since}"));
-        if !self.anchors.iter().any(|(j, t)| j == jail && *t == since) {
-            OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o640)
-                .open(&path)
-                .map_err(state_err(&path))?;
-            self.anchors.push((jail.to_owned(), since));
+        let known = self
+            .anchors
+            .iter()
+            .find(|(j, t, _)| j == jail && *t == since)
+            .map(|(_, _, g)| *g);
+        let generation = known.unwrap_or(0);
+        let name = match generation {
+            0 => format!("{ANCHOR}{since}"),
+            g => format!("{ANCHOR}{since}.{g}"),
+        };
+        let path = self.holds.join(jail).join(name);
+        if known.is_none() {
+            self.make_anchor(&path)?;
+            self.anchors.push((jail.to_owned(), since, 0));
         }
         Ok(path)
+    }
+
+    fn make_anchor(&self, path: &Path) -> Result<(), Error> {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o640)
+            .open(path)
+            .map(drop)
+            .map_err(state_err(path))
+    }
+
+    /// The current anchor of `since` is full: make the next one.
+    fn next_anchor(&mut self, jail: &str, since: u64) -> Result<(), Error> {
+        let Some(a) = self
+            .anchors
+            .iter_mut()
+            .find(|(j, t, _)| j == jail && *t == since)
+        else {
+            return Ok(());
+        };
+        a.2 += 1;
+        let path = self
+            .holds
+            .join(jail)
+            .join(format!("{ANCHOR}{since}.{}", a.2));
+        self.make_anchor(&path)
     }
 
     /// Drop `jail`'s hold on `ip`; `false` when it had none.
@@ -460,7 +499,7 @@ impl Ledger {
             }
             let _ = fs::remove_dir(dir);
             self.pending.remove(jail);
-            self.anchors.retain(|(j, _)| j != jail);
+            self.anchors.retain(|(j, _, _)| j != jail);
         }
     }
 
@@ -482,7 +521,11 @@ impl Ledger {
             let Some(name) = name.to_str() else {
                 continue;
             };
-            if let Some(t) = name.strip_prefix(ANCHOR).and_then(|t| t.parse().ok()) {
+            let time = name
+                .strip_prefix(ANCHOR)
+                .and_then(|t| t.split('.').next())
+                .and_then(|t| t.parse().ok());
+            if let Some(t) = time {
                 anchors.insert(entry.ino(), t);
             } else if let Ok(ip) = name.parse::<IpAddr>() {
                 holds.push((ip, entry.ino()));
@@ -704,6 +747,22 @@ mod tests {
         l.release("sshd", b).unwrap();
         l.forget_jail_if_empty("sshd");
         assert!(!dir.join("holds/sshd").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_anchor_of_the_same_second_gives_the_same_time() {
+        let dir = tmp("anchors");
+        let mut l = Ledger::open(&dir, Access::Write).unwrap();
+        l.hold("sshd", ip("198.51.100.7"), 100).unwrap();
+        // As after EMLINK: the next anchor of that second.
+        l.next_anchor("sshd", 100).unwrap();
+        l.hold("sshd", ip("198.51.100.8"), 100).unwrap();
+        assert!(dir.join("holds/sshd/.t100.1").exists());
+        let walked = l.walk_jail("sshd").unwrap();
+        assert_eq!(walked.len(), 2);
+        assert!(walked.iter().all(|(_, t)| *t == 100), "{walked:?}");
+        drop(l);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -76,18 +76,30 @@ pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
         let (jail, addrs) = (jail.to_owned(), addrs.clone());
         move || {
             let mut ledger = ledger;
-            let taken: Result<Vec<bool>, Error> = addrs
-                .iter()
-                .map(|ip| ledger.hold(&jail, *ip, since))
-                .collect();
-            (ledger, taken)
+            let mut taken = Vec::with_capacity(addrs.len());
+            let mut failed = None;
+            for ip in &addrs {
+                match ledger.hold(&jail, *ip, since) {
+                    Ok(new) => taken.push(new),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            (ledger, taken, failed)
         }
     };
-    let (outcomes, (mut ledger, taken)) = if addrs.len() < PARALLEL_FROM {
-        // A thread costs more than a few symlinks: fail2ban's single ban
-        // stays on one thread.
+    let (outcomes, (mut ledger, taken, failed)) = if addrs.len() < PARALLEL_FROM {
+        // A thread costs more than a few links: fail2ban's single ban stays
+        // on one thread, and a hold that cannot be taken stops it before
+        // any route is added.
         let held = write_holds();
-        (kernel.add(&addrs, kind, ctx.marker).await, held)
+        if held.2.is_some() {
+            (Ok(Vec::new()), held)
+        } else {
+            (kernel.add(&addrs, kind, ctx.marker).await, held)
+        }
     } else {
         let writer = std::thread::spawn(write_holds);
         let outcomes = kernel.add(&addrs, kind, ctx.marker).await;
@@ -96,16 +108,24 @@ pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("ledger writer panicked"))?;
         (outcomes, held)
     };
-    let taken = taken?;
-    let outcomes = match outcomes {
-        Ok(o) => o,
-        Err(e) => {
-            for (ip, new) in addrs.iter().zip(&taken) {
-                if *new {
-                    ledger.release(jail, *ip)?;
-                }
-            }
-            return Err(e.into());
+    // Either half failed as a whole: take the other half back, so that a
+    // failed add leaves nothing behind.
+    let outcomes = match (outcomes, failed) {
+        (Ok(outcomes), None) => outcomes,
+        (Ok(outcomes), Some(hold_failed)) => {
+            let created: Vec<IpAddr> = addrs
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, Ok(Added::Created)))
+                .map(|(ip, _)| *ip)
+                .collect();
+            kernel.del(&created, ctx.marker).await?;
+            release_new(&mut ledger, jail, &addrs, &taken)?;
+            return Err(hold_failed.into());
+        }
+        (Err(kernel_failed), _) => {
+            release_new(&mut ledger, jail, &addrs, &taken)?;
+            return Err(kernel_failed.into());
         }
     };
     let (mut created, mut present) = (0usize, 0usize);
@@ -151,5 +171,20 @@ pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
     }
     ctx.out.summary(&summary);
     kernel_failure("add", failures)?;
+    Ok(())
+}
+
+/// Take back the holds this run took (`taken[i]`: the hold on `addrs[i]` is new).
+fn release_new(
+    ledger: &mut Ledger,
+    jail: &str,
+    addrs: &[IpAddr],
+    taken: &[bool],
+) -> Result<(), Error> {
+    for (ip, new) in addrs.iter().zip(taken) {
+        if *new {
+            ledger.release(jail, *ip)?;
+        }
+    }
     Ok(())
 }
