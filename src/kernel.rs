@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -63,6 +65,8 @@ impl Kernel {
         let (mut conn, handle, unsolicited) =
             proto::new_connection::<RouteNetlinkMessage>(NETLINK_ROUTE)
                 .map_err(Error::NetlinkUnavailable)?;
+        // The end of a dump carries its error code: we want to see it.
+        conn.set_forward_done(true);
         let socket = conn.socket_mut().socket_mut();
         socket
             .set_netlink_get_strict_chk(true)
@@ -218,10 +222,25 @@ impl Kernel {
             .request(request, SocketAddr::new(0, 0))
             .map_err(|e| Error::Netlink(format!("request not sent: {e}")))?;
         while let Some(msg) = replies.next().await {
+            if msg.header.flags & NLM_F_DUMP_INTR != 0 {
+                // The table changed while it was being read: what we have
+                // may miss routes or show some twice. Acting on it (check's
+                // repairs, flush) could be wrong, so say so instead.
+                return Err(Error::Netlink(
+                    "the dump was interrupted by a concurrent change; run again".into(),
+                ));
+            }
             match msg.payload {
                 NetlinkPayload::InnerMessage(m) => each(m),
                 NetlinkPayload::Error(e) if e.raw_code() != 0 => {
                     return Err(Error::Netlink(format!("dump failed: {}", e.to_io())))
+                }
+                // A table that does not exist yet holds no routes of ours.
+                NetlinkPayload::Done(d) if d.code < 0 && -d.code != nix::libc::ENOENT => {
+                    return Err(Error::Netlink(format!(
+                        "dump failed: {}",
+                        io::Error::from_raw_os_error(-d.code)
+                    )))
                 }
                 _ => {}
             }
