@@ -412,7 +412,8 @@ impl Netns {
             .collect()
     }
 
-    fn base_args(&self) -> Vec<String> {
+    /// `timeout ... ip netns exec NS f2b-route`, without arguments.
+    fn exec_args(&self) -> Vec<String> {
         vec![
             "--kill-after=10".into(),
             COMMAND_TIMEOUT.into(),
@@ -421,11 +422,18 @@ impl Netns {
             "exec".into(),
             self.name.clone(),
             BIN.into(),
+        ]
+    }
+
+    fn base_args(&self) -> Vec<String> {
+        let mut args = self.exec_args();
+        args.extend([
             "--config".into(),
             self.config_path().display().to_string(),
             "--state-dir".into(),
             self.state_dir().display().to_string(),
-        ]
+        ]);
+        args
     }
 
     fn describe(args: &[String], stdin: Option<&str>) -> String {
@@ -467,15 +475,7 @@ impl Netns {
 
     /// Runs `f2b-route` with only the given global arguments (no --config/--state-dir).
     pub fn f2b_bare(&self, args: &[&str]) -> Run {
-        let mut all: Vec<String> = vec![
-            "--kill-after=10".into(),
-            COMMAND_TIMEOUT.into(),
-            "ip".into(),
-            "netns".into(),
-            "exec".into(),
-            self.name.clone(),
-            BIN.into(),
-        ];
+        let mut all = self.exec_args();
         all.extend(args.iter().map(|s| s.to_string()));
         self.spawn_raw("timeout", all, None).wait()
     }
