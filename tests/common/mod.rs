@@ -412,21 +412,25 @@ impl Netns {
             .collect()
     }
 
-    /// `timeout ... ip netns exec NS f2b-route`, without arguments.
-    fn exec_args(&self) -> Vec<String> {
-        vec![
+    /// `timeout ... ip netns exec NS`, then `wrapper` (a command that runs
+    /// the next one, or nothing), then the f2b-route binary.
+    fn exec_args(&self, wrapper: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
             "--kill-after=10".into(),
             COMMAND_TIMEOUT.into(),
             "ip".into(),
             "netns".into(),
             "exec".into(),
             self.name.clone(),
-            BIN.into(),
-        ]
+        ];
+        args.extend(wrapper.iter().map(|s| s.to_string()));
+        args.push(BIN.into());
+        args
     }
 
-    fn base_args(&self) -> Vec<String> {
-        let mut args = self.exec_args();
+    /// `exec_args(wrapper)` with this namespace's `--config` and `--state-dir`.
+    fn base_args(&self, wrapper: &[&str]) -> Vec<String> {
+        let mut args = self.exec_args(wrapper);
         args.extend([
             "--config".into(),
             self.config_path().display().to_string(),
@@ -468,39 +472,28 @@ impl Netns {
 
     /// Starts `f2b-route ARGS` without waiting for it.
     pub fn spawn_f2b(&self, args: &[&str], stdin: Option<&str>) -> Pending {
-        let mut all = self.base_args();
+        let mut all = self.base_args(&[]);
         all.extend(args.iter().map(|s| s.to_string()));
         self.spawn_raw("timeout", all, stdin)
     }
 
     /// Runs `f2b-route` with only the given global arguments (no --config/--state-dir).
     pub fn f2b_bare(&self, args: &[&str]) -> Run {
-        let mut all = self.exec_args();
+        let mut all = self.exec_args(&[]);
         all.extend(args.iter().map(|s| s.to_string()));
         self.spawn_raw("timeout", all, None).wait()
     }
 
     /// Runs `f2b-route ARGS` as user nobody (no capabilities) in the namespace.
     pub fn f2b_as_nobody(&self, args: &[&str]) -> Run {
-        let mut all: Vec<String> = vec![
-            "--kill-after=10".into(),
-            COMMAND_TIMEOUT.into(),
-            "ip".into(),
-            "netns".into(),
-            "exec".into(),
-            self.name.clone(),
-            "setpriv".into(),
-            "--reuid=65534".into(),
-            "--regid=65534".into(),
-            "--clear-groups".into(),
-            "--inh-caps=-all".into(),
-            "--bounding-set=-all".into(),
-            BIN.into(),
-            "--config".into(),
-            self.config_path().display().to_string(),
-            "--state-dir".into(),
-            self.state_dir().display().to_string(),
-        ];
+        let mut all = self.base_args(&[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ]);
         all.extend(args.iter().map(|s| s.to_string()));
         self.spawn_raw("timeout", all, None).wait()
     }
