@@ -4,9 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::RouteKind;
+use crate::exit::Exit;
+use crate::model::RouteKind;
 use crate::render::Target;
 
 #[derive(Debug, Parser)]
@@ -18,16 +20,14 @@ use crate::render::Target;
         fail2ban bans, through rtnetlink. Every route carries a marker (protocol, metric, \
         table) so that f2b-route only ever touches its own routes, and FRR can redistribute \
         exactly those to the firewall over BGP.",
-    after_help = "Exit status: 0 ok, 1 failure, 2 usage or bad input, 3 refused by the guard, \
-        4 no permission or netlink unavailable, 5 conflict with someone else's unicast route, \
-        6 configuration missing or invalid."
+    after_help = Exit::help()
 )]
 pub struct Cli {
     /// Configuration file [default: /etc/f2b-route/f2b-route.toml, built-in defaults if absent]
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Directory of the ledger of holds (overrides the config's state_dir)
-    #[arg(long, value_name = "DIR")]
+    /// Directory of the ledger of holds, absolute (overrides the config's state_dir)
+    #[arg(long, value_name = "DIR", value_parser = parse_absolute)]
     pub state_dir: Option<PathBuf>,
     /// Print nothing but errors
     #[arg(short, long, conflicts_with = "verbose")]
@@ -49,8 +49,8 @@ pub enum Command {
     List(ListArgs),
     /// Without --jail: remove every route f2b-route owns; with: release that jail's holds
     Flush(FlushArgs),
-    /// Preflight for fail2ban's actionstart: config, netlink, privileges, state dir; repairs leftovers
-    Check,
+    /// Preflight: config, privilege, netlink, state dir; changes nothing (with --repair: mends leftovers)
+    Check(CheckArgs),
     /// Print a config for FRR, OpenBGPD, pf or fail2ban filled in from this config
     Render(RenderArgs),
 }
@@ -94,6 +94,15 @@ pub struct FlushArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also mend what an interrupted run left: drop holds whose route has
+    /// gone, remove routes of ours no jail holds (never when the ledger
+    /// looks lost), rebuild the journals. For fail2ban's actionstart.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RenderArgs {
     /// What to render
     #[arg(value_enum)]
@@ -116,6 +125,33 @@ pub struct RenderArgs {
     /// Leave out `set pftable` (OpenBGPD portable on Linux rejects it)
     #[arg(long)]
     pub no_pftable: bool,
+}
+
+fn parse_absolute(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Err("must be an absolute path".into())
+    }
+}
+
+impl ValueEnum for RouteKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &RouteKind::ALL
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()))
+    }
+}
+
+impl ValueEnum for Target {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Target::ALL
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()).help(self.about()))
+    }
 }
 
 fn parse_jail(s: &str) -> Result<String, String> {
@@ -163,6 +199,15 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["f2b-route", "add"]).is_err());
         assert!(Cli::try_parse_from(["f2b-route", "-q", "-v", "check"]).is_err());
+        assert!(
+            Cli::try_parse_from(["f2b-route", "--state-dir", "relative", "check"]).is_err(),
+            "a relative state dir is refused, as in the config"
+        );
+        let cli = Cli::try_parse_from(["f2b-route", "check", "--repair"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Check(CheckArgs { repair: true })
+        ));
         let cli = Cli::try_parse_from(["f2b-route", "del", "-"]).unwrap();
         assert!(matches!(cli.command, Command::Del(d) if d.ips == vec!["-"]));
     }

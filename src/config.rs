@@ -1,16 +1,15 @@
 //! The one configuration file both ends agree on: route marker, route type,
 //! and the addresses that must never be blackholed.
 
-use std::fmt;
-use std::io;
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::error::Error;
+use crate::model::{Marker, RouteKind};
+use crate::trusted::{self, TrustError};
 
 pub const DEFAULT_PATH: &str = "/etc/f2b-route/f2b-route.toml";
 pub const DEFAULT_STATE_DIR: &str = "/run/f2b-route";
@@ -18,45 +17,24 @@ pub const DEFAULT_PROTOCOL: u8 = 252;
 pub const DEFAULT_METRIC: u32 = 666;
 pub const TABLE_MAIN: u32 = 254;
 const TABLE_LOCAL: u32 = 255;
+/// A config larger than this is not one of ours.
+const MAX_BYTES: u64 = 1 << 20;
 
-/// The route types that drop traffic; the only ones f2b-route creates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum RouteKind {
-    #[default]
-    Blackhole,
-    Unreachable,
-    Prohibit,
-}
-
-impl RouteKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteKind::Blackhole => "blackhole",
-            RouteKind::Unreachable => "unreachable",
-            RouteKind::Prohibit => "prohibit",
-        }
-    }
-}
-
-impl fmt::Display for RouteKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl FromStr for RouteKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "blackhole" => Ok(RouteKind::Blackhole),
-            "unreachable" => Ok(RouteKind::Unreachable),
-            "prohibit" => Ok(RouteKind::Prohibit),
-            other => Err(format!(
-                "unknown route type {other:?}: use blackhole, unreachable or prohibit"
-            )),
-        }
-    }
+/// Why the config cannot be used; it always names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+    /// The file, or a directory on its way, could be changed by another
+    /// user than root: such a user could empty `protect` or move the marker.
+    #[error("config: refusing a file another user could change")]
+    Untrusted(#[source] TrustError),
+    #[error("config {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,21 +89,54 @@ enum RawTable {
     Id(i64),
 }
 
-/// Protocol numbers FRR's zebra treats as its own (2, 11, 186-198) and the
-/// kernel's reserved ones (0-4): a route with one of these would be ignored
-/// or adopted by zebra, or mistaken for a kernel/boot/static route.
-pub fn protocol_reserved(p: u8) -> Option<&'static str> {
-    match p {
-        0..=4 => Some("0-4 are reserved by the kernel (unspec, redirect, kernel, boot, static)"),
-        11 | 186..=198 => Some("FRR's zebra claims 11 and 186-198 as its own"),
-        _ => None,
-    }
+/// Why a protocol number cannot be the marker: the kernel reserves 0-4,
+/// and FRR's zebra (`is_selfroute`, FRR 8.4 and later) treats a kernel route
+/// carrying one of its daemons' numbers as its own: it ignores it, or adopts
+/// and then deletes it, instead of redistributing it.
+pub fn protocol_reserved(p: u8) -> Option<String> {
+    let kernel = ["unspec", "redirect", "kernel", "boot", "static"];
+    let frr = match p {
+        0..=4 => {
+            return Some(format!(
+                "{p} is the kernel's \"{}\" (0-4 are reserved)",
+                kernel[usize::from(p)]
+            ))
+        }
+        11 => "zebra",
+        42 => "babeld",
+        186 => "bgpd",
+        187 => "isisd",
+        188 => "ospfd",
+        189 => "ripd",
+        190 => "ripngd",
+        191 => "nhrpd",
+        192 => "eigrpd",
+        193 => "ldpd",
+        194 => "sharpd",
+        195 => "pbrd",
+        196 => "staticd",
+        197 => "fabricd",
+        198 => "pathd (SR-TE)",
+        _ => return None,
+    };
+    Some(format!(
+        "FRR's zebra treats routes of protocol {p} as its own ({frr}'s) and would not redistribute them"
+    ))
 }
 
 impl Config {
+    /// The marker of every route this config makes.
+    pub fn marker(&self) -> Marker {
+        Marker {
+            protocol: self.protocol,
+            metric: self.metric,
+            table: self.table,
+        }
+    }
+
     /// Parse a TOML text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &Path) -> Result<Config, Error> {
-        let bad = |reason: String| Error::Config {
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let bad = |reason: String| ConfigError::Invalid {
             path: origin.to_path_buf(),
             reason,
         };
@@ -180,20 +191,33 @@ impl Config {
     }
 
     /// Load the named file (must exist), or the default path (a missing
-    /// default file means built-in defaults).
-    pub fn load(named: Option<&Path>) -> Result<Config, Error> {
+    /// default file means built-in defaults). The file and every directory
+    /// on its way must be root's (or the effective uid's) and writable by
+    /// nobody else, as sshd's `StrictModes` demands: see [`trusted`].
+    pub fn load(named: Option<&Path>) -> Result<Config, ConfigError> {
         let (path, must_exist) = match named {
             Some(p) => (p, true),
             None => (Path::new(DEFAULT_PATH), false),
         };
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, path),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !must_exist => Ok(Config::default()),
-            Err(e) => Err(Error::Config {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }),
-        }
+        let read_err = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let absolute = std::path::absolute(path).map_err(read_err)?;
+        let file = match trusted::open_file(&absolute) {
+            Ok(f) => f,
+            Err(TrustError::NotFound { .. }) if !must_exist => return Ok(Config::default()),
+            Err(TrustError::NotFound { .. }) => {
+                return Err(read_err(std::io::ErrorKind::NotFound.into()))
+            }
+            Err(TrustError::Io { source, .. }) => return Err(read_err(source)),
+            Err(e) => return Err(ConfigError::Untrusted(e)),
+        };
+        let mut text = String::new();
+        file.take(MAX_BYTES)
+            .read_to_string(&mut text)
+            .map_err(read_err)?;
+        Config::parse(&text, path)
     }
 
     /// The table as iproute2 would print it.
@@ -259,7 +283,7 @@ fn one_line(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, Error> {
+    fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
     }
 
@@ -307,6 +331,8 @@ mod tests {
             "protocol = 186",
             "protocol = 2",
             "protocol = 11",
+            "protocol = 42",
+            "protocol = 198",
             "protocol = 300",
             "table = 255",
             "table = 0",
@@ -322,7 +348,7 @@ mod tests {
             "metric = 0",
         ] {
             let err = parse(text).expect_err(text);
-            assert!(matches!(err, Error::Config { .. }), "{text}: {err}");
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{text}: {err}");
             assert!(!err.to_string().contains('\n'), "one line: {err}");
         }
     }

@@ -1,18 +1,21 @@
-//! The crate's errors. Each kind knows its exit code; `main` prints the
-//! whole chain on one line with `{:#}`.
+//! The top-level error of a run, for `commands` and `main` only: it wraps
+//! each layer's error and maps it to its exit code, in one place.
 
 use std::io;
-use std::net::IpAddr;
-use std::path::PathBuf;
 
 use crate::addr::Invalid;
+use crate::config::ConfigError;
 use crate::exit::Exit;
-use crate::guard::Rule;
+use crate::kernel::KernelError;
+use crate::ledger::LedgerError;
+use crate::render::RenderError;
+use crate::service;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("bad address {input:?} ({place}): {reason}{}", more_suffix(*more))]
+    #[error("bad address {input} ({place}): {reason}{}", more_suffix(*more))]
     BadAddress {
+        /// The input, quoted and cut to a readable length.
         input: String,
         place: String,
         reason: Invalid,
@@ -20,46 +23,34 @@ pub enum Error {
     },
     #[error("stdin (\"-\") given more than once")]
     StdinTwice,
-    #[error("refused {addr}: {rule}{}; nothing changed", more_suffix(*more))]
-    Refused {
-        addr: IpAddr,
-        rule: Rule,
-        more: usize,
-    },
-    #[error("refused {addr}: someone else's unicast route {route} exists; remove it first{}; nothing changed", more_suffix(*more))]
-    Conflict {
-        addr: IpAddr,
-        route: String,
-        more: usize,
-    },
-    #[error("config {}: {reason}", path.display())]
-    Config { path: PathBuf, reason: String },
-    #[error("netlink unavailable")]
-    NetlinkUnavailable(#[source] io::Error),
-    #[error("no permission: {0}")]
-    NoPermission(String),
     #[error("reading stdin")]
     Stdin(#[source] io::Error),
-    #[error("writing the list")]
+    #[error("writing the output")]
     Output(#[source] io::Error),
-    #[error("kernel refused to {what} {addr}{}", more_suffix(*more))]
-    Kernel {
-        what: &'static str,
-        addr: IpAddr,
-        more: usize,
-        #[source]
-        source: io::Error,
-    },
-    #[error("netlink: {0}")]
-    Netlink(String),
+    #[error("no permission: {0}")]
+    NoPermission(&'static str),
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
-    Render(#[from] crate::render::RenderError),
-    #[error("state dir {}", path.display())]
-    State {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Service(#[from] service::Error),
+    #[error("cannot start the runtime")]
+    Runtime(#[source] io::Error),
+}
+
+impl From<KernelError> for Error {
+    fn from(e: KernelError) -> Self {
+        Error::Service(e.into())
+    }
+}
+
+impl From<LedgerError> for Error {
+    fn from(e: LedgerError) -> Self {
+        Error::Service(e.into())
+    }
 }
 
 fn more_suffix(more: usize) -> String {
@@ -73,46 +64,38 @@ fn more_suffix(more: usize) -> String {
 impl Error {
     pub fn exit(&self) -> Exit {
         match self {
-            Error::BadAddress { .. } | Error::StdinTwice | Error::Render(_) => Exit::Usage,
-            Error::Refused { .. } => Exit::Refused,
-            Error::Conflict { .. } => Exit::Conflict,
-            Error::Config { .. } => Exit::Config,
-            Error::NetlinkUnavailable(_) | Error::NoPermission(_) => Exit::NoPermission,
-            Error::Kernel { source, .. } | Error::State { source, .. } => {
-                if is_permission(source) {
-                    Exit::NoPermission
-                } else {
-                    Exit::Failure
-                }
+            Error::BadAddress { .. } | Error::StdinTwice | Error::Render(_) | Error::Usage(_) => {
+                Exit::Usage
             }
-            Error::Netlink(_) | Error::Stdin(_) | Error::Output(_) => Exit::Failure,
+            Error::Config(_) => Exit::Config,
+            Error::NoPermission(_) => Exit::NoPermission,
+            Error::Stdin(_) | Error::Output(_) | Error::Runtime(_) => Exit::Failure,
+            Error::Service(e) => service_exit(e),
         }
     }
 }
 
-/// Errors that mean "not allowed to change this" rather than "broke": no
-/// privilege, or a state dir on a read-only file system.
-pub fn is_permission(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(nix::libc::EPERM | nix::libc::EACCES | nix::libc::EROFS)
-    ) || err.kind() == io::ErrorKind::PermissionDenied
+fn service_exit(e: &service::Error) -> Exit {
+    use service::Error as S;
+    match e {
+        S::Refused(_) => Exit::Refused,
+        S::Conflict(_) => Exit::Conflict,
+        S::Kernel(KernelError::Unavailable(_)) => Exit::NoPermission,
+        S::Kernel(k) => permission_or_failure(k.errno()),
+        S::Ledger(LedgerError::Untrusted(_) | LedgerError::Symlink { .. }) => Exit::NoPermission,
+        S::Ledger(l) => permission_or_failure(l.io_error().and_then(io::Error::raw_os_error)),
+        S::Change { source, .. } => permission_or_failure(source.raw_os_error()),
+        S::Panicked => Exit::Failure,
+    }
 }
 
-/// Map any error chain to its exit code: the first crate error decides,
-/// a permission error anywhere means `NoPermission`, anything else `Failure`.
-pub fn exit_of(err: &anyhow::Error) -> Exit {
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<Error>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<io::Error>() {
-            if is_permission(e) {
-                return Exit::NoPermission;
-            }
-        }
+/// "Not allowed to change this" rather than "broke": no privilege, or a
+/// state dir on a read-only file system.
+fn permission_or_failure(errno: Option<i32>) -> Exit {
+    match errno {
+        Some(nix::libc::EPERM | nix::libc::EACCES | nix::libc::EROFS) => Exit::NoPermission,
+        _ => Exit::Failure,
     }
-    Exit::Failure
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

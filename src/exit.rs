@@ -1,22 +1,16 @@
-//! Exit codes: the one place they are defined. The README's table mirrors it.
+//! Exit codes: the one place they are defined. The CLI's help is generated
+//! from here, and a test checks the README's table against it.
 
 /// What the process tells its caller (fail2ban, a shell script) on exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
-    /// Done; also for an add that was already there and a del already gone.
     Ok = 0,
-    /// Netlink or file system failure; partial work is repaired by the next run.
     Failure = 1,
-    /// Bad command line or bad address; nothing was changed.
     Usage = 2,
-    /// The guard refused an address (own, peer, protected, special); nothing was changed.
     Refused = 3,
-    /// No permission (CAP_NET_ADMIN, state dir) or netlink unavailable; nothing was changed.
     NoPermission = 4,
-    /// Someone else's unicast host route exists for the address; nothing was changed.
     Conflict = 5,
-    /// The configuration file is missing (when named) or invalid; nothing was changed.
     Config = 6,
 }
 
@@ -49,6 +43,54 @@ impl Exit {
     }
 }
 
+impl Exit {
+    /// What the code means, as the help and the README say it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Ok => "done; also for an add that was already there and a del of what is gone",
+            Exit::Failure => {
+                "netlink or file system failure, or a kernel answer f2b-route does not understand \
+                 (`check --repair` mends partial work)"
+            }
+            Exit::Usage => {
+                "bad command line, bad address or jail name, bad `render` flags; nothing changed"
+            }
+            Exit::Refused => "the guard refused an address; nothing changed",
+            Exit::NoPermission => {
+                "no CAP_NET_ADMIN, netlink unavailable, or a state dir that is not writable or \
+                 not safe (another user could change it, a link inside it); nothing changed"
+            }
+            Exit::Conflict => {
+                "someone else's unicast host route exists for the address; nothing changed"
+            }
+            Exit::Config => {
+                "the config file is missing (when named), invalid, or could be changed by \
+                 another user than root; nothing changed"
+            }
+        }
+    }
+
+    /// The exit status section of `--help`.
+    pub fn help() -> String {
+        let mut text = String::from("Exit status:\n");
+        for e in Exit::ALL {
+            text.push_str(&format!(
+                "  {}  {:<13}  {}\n",
+                e.code(),
+                e.name(),
+                e.meaning()
+            ));
+        }
+        text.pop();
+        text
+    }
+
+    /// The README's table row for this code.
+    pub fn table_row(self) -> String {
+        format!("| {} | {} | {} |", self.code(), self.name(), self.meaning())
+    }
+}
+
 impl From<Exit> for std::process::ExitCode {
     fn from(exit: Exit) -> Self {
         std::process::ExitCode::from(exit.code())
@@ -65,6 +107,15 @@ mod tests {
         assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6]);
         let names: std::collections::BTreeSet<_> = Exit::ALL.iter().map(|e| e.name()).collect();
         assert_eq!(names.len(), Exit::ALL.len());
+    }
+
+    #[test]
+    fn the_readme_table_is_this_one() {
+        let readme = include_str!("../README.md");
+        for e in Exit::ALL {
+            let row = e.table_row();
+            assert!(readme.contains(&row), "README.md lacks the row\n{row}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The guard: addresses that must never become a blackhole, whatever
-//! fail2ban asks. Pure: the caller supplies the host's own addresses.
+//! fail2ban asks. Pure: the caller supplies the host's own addresses and
+//! what the kernel's route lookup found for each address.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -7,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 
 use crate::config::Config;
+use crate::model::{LocalAddr, Lookup, RouteDesc};
 
 /// Which rule refused an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +21,11 @@ pub enum Rule {
     Multicast,
     Broadcast,
     LinkLocal,
-    /// Configured on one of this host's interfaces (its index).
-    Local(u32),
+    /// Configured on one of this host's interfaces (its name).
+    Local(String),
+    /// Inside a route that delivers to this host (local, broadcast,
+    /// anycast), such as an AnyIP `local 198.51.100.128/26 dev lo`.
+    LocalRoute(RouteDesc),
     /// A configured BGP peer.
     Peer,
     /// Inside a configured `protect` prefix.
@@ -39,22 +44,18 @@ impl fmt::Display for Rule {
             Rule::Multicast => f.write_str("multicast address"),
             Rule::Broadcast => f.write_str("broadcast address"),
             Rule::LinkLocal => f.write_str("link-local address"),
-            Rule::Local(index) => write!(
+            Rule::Local(interface) => {
+                write!(f, "configured on this host's interface {interface}")
+            }
+            Rule::LocalRoute(route) => write!(
                 f,
-                "configured on this host's interface {}",
-                crate::kernel::ifname(*index)
+                "the kernel delivers it to this host ({} route: {route})",
+                route.kind
             ),
             Rule::Peer => f.write_str("a BGP peer (config `peers`)"),
             Rule::Protected(net) => write!(f, "inside protected prefix {net} (config `protect`)"),
         }
     }
-}
-
-/// An address on one of this host's interfaces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalAddr {
-    pub addr: IpAddr,
-    pub ifindex: u32,
 }
 
 pub struct Guard<'a> {
@@ -68,11 +69,15 @@ impl<'a> Guard<'a> {
         Guard { config, local }
     }
 
-    /// `Ok` when the address may be blackholed, else the first rule that refuses it.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Rule> {
+    /// `Ok` when the address may be blackholed, else the first rule that
+    /// refuses it. `found` is the kernel's route lookup for the address.
+    pub fn check(&self, ip: IpAddr, found: &Lookup) -> Result<(), Rule> {
         special(ip)?;
         if let Ok(i) = self.local.binary_search_by_key(&ip, |l| l.addr) {
-            return Err(Rule::Local(self.local[i].ifindex));
+            return Err(Rule::Local(self.local[i].interface.clone()));
+        }
+        if let Lookup::Local(route) = found {
+            return Err(Rule::LocalRoute(route.clone()));
         }
         if self.config.peers.contains(&ip) {
             return Err(Rule::Peer);
@@ -152,10 +157,10 @@ mod tests {
             ("::198.51.100.7", Rule::V4Compatible),
         ];
         for (s, rule) in cases {
-            assert_eq!(guard.check(ip(s)), Err(rule), "{s}");
+            assert_eq!(guard.check(ip(s), &Lookup::Clear), Err(rule), "{s}");
         }
         for s in ["198.51.100.7", "203.0.113.9", "2001:db8::7", "198.18.0.1"] {
-            assert_eq!(guard.check(ip(s)), Ok(()), "{s}");
+            assert_eq!(guard.check(ip(s), &Lookup::Clear), Ok(()), "{s}");
         }
     }
 
@@ -171,24 +176,55 @@ mod tests {
         };
         let local = vec![LocalAddr {
             addr: ip("198.51.100.1"),
-            ifindex: 7,
+            interface: "eth7".into(),
         }];
         let guard = Guard::new(&config, local);
-        assert_eq!(guard.check(ip("198.51.100.1")), Err(Rule::Local(7)));
-        assert_eq!(guard.check(ip("198.51.100.2")), Err(Rule::Peer));
-        assert_eq!(guard.check(ip("2001:db8::2")), Err(Rule::Peer));
+        let clear = &Lookup::Clear;
         assert_eq!(
-            guard.check(ip("203.0.113.77")),
+            guard.check(ip("198.51.100.1"), clear),
+            Err(Rule::Local("eth7".into()))
+        );
+        assert_eq!(guard.check(ip("198.51.100.2"), clear), Err(Rule::Peer));
+        assert_eq!(guard.check(ip("2001:db8::2"), clear), Err(Rule::Peer));
+        assert_eq!(
+            guard.check(ip("203.0.113.77"), clear),
             Err(Rule::Protected("203.0.113.0/24".parse().unwrap()))
         );
         assert_eq!(
-            guard.check(ip("2001:db8:1:ffff::1")),
+            guard.check(ip("2001:db8:1:ffff::1"), clear),
             Err(Rule::Protected("2001:db8:1::/48".parse().unwrap()))
         );
-        assert_eq!(guard.check(ip("198.51.100.3")), Ok(()));
-        assert_eq!(guard.check(ip("2001:db8:2::1")), Ok(()));
+        assert_eq!(guard.check(ip("198.51.100.3"), clear), Ok(()));
+        assert_eq!(guard.check(ip("2001:db8:2::1"), clear), Ok(()));
         assert!(Rule::Protected("203.0.113.0/24".parse().unwrap())
             .to_string()
             .contains("203.0.113.0/24"));
+    }
+
+    #[test]
+    fn routes_to_this_host_are_refused_whatever_their_length() {
+        let config = Config::default();
+        let guard = Guard::new(&config, Vec::new());
+        for (kind, prefix, addr) in [
+            ("local", "198.51.100.128/26", "198.51.100.130"),
+            ("local", "2001:db8:5::/64", "2001:db8:5::9"),
+            ("broadcast", "198.51.100.255/32", "198.51.100.255"),
+            ("anycast", "2001:db8:6::/128", "2001:db8:6::"),
+        ] {
+            let route = RouteDesc {
+                kind,
+                prefix: prefix.parse().unwrap(),
+                protocol: 2,
+                metric: 0,
+                table: 255,
+            };
+            let found = Lookup::Local(route.clone());
+            let refused = guard.check(ip(addr), &found).unwrap_err();
+            assert_eq!(refused, Rule::LocalRoute(route));
+            let text = refused.to_string();
+            assert!(text.contains(kind) && text.contains(prefix), "{text}");
+        }
+        // A dropping route or a foreign host route is not the guard's business.
+        assert_eq!(guard.check(ip("198.51.100.7"), &Lookup::Dropped), Ok(()));
     }
 }

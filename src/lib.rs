@@ -1,5 +1,14 @@
 //! f2b-route: blackhole host routes for fail2ban bans, owned and marked so
 //! that FRR can carry exactly them to a firewall over BGP.
+//!
+//! The layers, bottom-up; each module imports only from below:
+//!
+//! - pure: `exit`, `addr`, `model` (route kinds, the marker, lookups),
+//!   `config`, `guard`, `route` (rtnetlink messages), `render`;
+//! - I/O: `trusted` (opening paths as root), `kernel` (rtnetlink),
+//!   `ledger` (holds on disk), `syslog`;
+//! - `service`: ban, unban, flush, repair, preflight, list;
+//! - `error`, `cli`, `commands`, then `main`.
 
 pub mod addr;
 pub mod cli;
@@ -10,6 +19,9 @@ pub mod exit;
 pub mod guard;
 pub mod kernel;
 pub mod ledger;
+pub mod model;
 pub mod render;
 pub mod route;
+pub mod service;
 pub mod syslog;
+pub mod trusted;

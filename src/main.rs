@@ -2,27 +2,48 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use f2b_route::cli::Cli;
-use f2b_route::error::exit_of;
 use f2b_route::exit::Exit;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // clap's usage errors span several lines; ours are one.
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad command line")
+                .trim_start_matches("error: ");
+            eprintln!("f2b-route: {first} (see f2b-route --help)");
+            return Exit::Usage.into();
+        }
         Err(e) => {
+            // --help and --version.
             let _ = e.print();
-            return if e.use_stderr() {
-                Exit::Usage
-            } else {
-                Exit::Ok
-            }
-            .into();
+            return Exit::Ok.into();
         }
     };
     match f2b_route::commands::run(cli) {
         Ok(()) => Exit::Ok.into(),
         Err(err) => {
-            eprintln!("f2b-route: {err:#}");
-            exit_of(&err).into()
+            eprintln!("f2b-route: {:#}", Chain(&err));
+            err.exit().into()
         }
+    }
+}
+
+/// An error and its causes on one line: "outer: inner: innermost".
+struct Chain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
     }
 }

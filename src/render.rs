@@ -27,25 +27,33 @@ const JAIL: &str = include_str!("../jail.d/triton.conf");
 /// The line of the jail template that `render jail` fills in.
 const JAIL_IGNOREIP: &str = "#ignoreip = 127.0.0.1/8 ::1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// FRR bgpd configuration for the log host
     Frr,
-    /// OpenBGPD configuration for the firewall
     Openbgpd,
-    /// pf rules for the firewall
     Pf,
-    /// fail2ban jail for the log host
     Jail,
 }
 
 impl Target {
-    fn name(self) -> &'static str {
+    pub const ALL: [Target; 4] = [Target::Frr, Target::Openbgpd, Target::Pf, Target::Jail];
+
+    pub fn name(self) -> &'static str {
         match self {
             Target::Frr => "frr",
             Target::Openbgpd => "openbgpd",
             Target::Pf => "pf",
             Target::Jail => "jail",
+        }
+    }
+
+    /// One line on what the target is, for the help.
+    pub fn about(self) -> &'static str {
+        match self {
+            Target::Frr => "FRR bgpd configuration for the log host",
+            Target::Openbgpd => "OpenBGPD configuration for the firewall",
+            Target::Pf => "pf rules for the firewall",
+            Target::Jail => "fail2ban jail for the log host",
         }
     }
 }

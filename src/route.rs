@@ -13,26 +13,13 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::RouteMessageBuilder;
 
+use ipnet::IpNet;
+
 use crate::addr::host_len;
-use crate::config::{Config, RouteKind};
+use crate::model::{Lookup, Marker, OwnedRoute, RouteDesc, RouteKind};
 
-/// What makes a route ours: protocol, metric and table, all three.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Marker {
-    pub protocol: u8,
-    pub metric: u32,
-    pub table: u32,
-}
-
-impl Marker {
-    pub fn of(config: &Config) -> Self {
-        Marker {
-            protocol: config.protocol,
-            metric: config.metric,
-            table: config.table,
-        }
-    }
-}
+/// The loopback interface's index, in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
 
 pub type Request = NetlinkMessage<RouteNetlinkMessage>;
 
@@ -91,18 +78,21 @@ pub fn add(ip: IpAddr, kind: RouteKind, marker: Marker) -> Request {
     )
 }
 
-/// Delete our route for `ip`, whatever its type: the kernel matches
-/// protocol, metric and table, so a route of anyone else is never hit
-/// (it answers ESRCH instead).
-pub fn del(ip: IpAddr, marker: Marker) -> Request {
-    let mut msg = in_table(
-        host_route(ip)
-            .protocol(RouteProtocol::from(marker.protocol))
-            .scope(RouteScope::NoWhere)
-            .priority(marker.metric),
-        marker.table,
-    );
-    msg.header.kind = RouteType::Unspec;
+/// Delete our route of type `kind` for `ip`. The kernel matches protocol,
+/// metric and table, so a route of anyone else is never hit (it answers
+/// ESRCH instead); and only a dropping route is: IPv4 matches the type,
+/// IPv6 ignores it but matches the device, which is `lo` for every
+/// blackhole, unreachable and prohibit route and for no forwarding one.
+pub fn del(ip: IpAddr, kind: RouteKind, marker: Marker) -> Request {
+    let mut builder = host_route(ip)
+        .kind(route_type(kind))
+        .protocol(RouteProtocol::from(marker.protocol))
+        .scope(RouteScope::NoWhere)
+        .priority(marker.metric);
+    if ip.is_ipv6() {
+        builder = builder.output_interface(LOOPBACK_IFINDEX);
+    }
+    let msg = in_table(builder, marker.table);
     request(
         RouteNetlinkMessage::DelRoute(msg),
         NLM_F_REQUEST | NLM_F_ACK,
@@ -136,13 +126,6 @@ pub fn dump(family: AddressFamily, marker: Marker) -> Request {
         RouteNetlinkMessage::GetRoute(msg),
         NLM_F_REQUEST | NLM_F_DUMP,
     )
-}
-
-/// One of our routes as the kernel holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedRoute {
-    pub addr: IpAddr,
-    pub kind: RouteKind,
 }
 
 fn destination(msg: &RouteMessage) -> Option<IpAddr> {
@@ -204,44 +187,85 @@ pub fn failed_destination(original: &[u8]) -> Option<IpAddr> {
     destination(&msg)
 }
 
-/// What the kernel's route lookup for an address found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    /// The preferred route drops the address (blackhole, unreachable, prohibit).
-    Dropped,
-    /// A host route of someone else forwards the address: we must not shadow it.
-    ForeignHost(String),
-    /// Nothing specific to this host (a covering prefix, or no route at all).
-    Clear,
+/// iproute2's name of a route type.
+fn type_name(t: RouteType) -> &'static str {
+    match t {
+        RouteType::Unicast => "unicast",
+        RouteType::Local => "local",
+        RouteType::Broadcast => "broadcast",
+        RouteType::Anycast => "anycast",
+        RouteType::Multicast => "multicast",
+        RouteType::BlackHole => "blackhole",
+        RouteType::Unreachable => "unreachable",
+        RouteType::Prohibit => "prohibit",
+        RouteType::Throw => "throw",
+        RouteType::Nat => "nat",
+        RouteType::ExternalResolve => "xresolve",
+        _ => "unspec",
+    }
 }
 
-/// Read the answer to [`lookup`]: a route message, or an errno (negative,
-/// as netlink carries it).
-pub fn lookup_verdict(answer: Result<&RouteMessage, i32>) -> Lookup {
-    use nix::libc::{EACCES, EHOSTUNREACH, EINVAL};
+fn describe(msg: &RouteMessage, addr: IpAddr) -> RouteDesc {
+    let len = msg.header.destination_prefix_length;
+    RouteDesc {
+        kind: type_name(msg.header.kind),
+        prefix: IpNet::new(addr, len).unwrap_or_else(|_| IpNet::from(addr)),
+        protocol: u8::from(msg.header.protocol),
+        metric: metric(msg),
+        table: table(msg),
+    }
+}
+
+/// How the kernel answered a route lookup without a route: its errno, and
+/// whether it attached extended-ack attributes (which it does for a request
+/// it could not parse, never for a lookup that found a dropping route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub errno: i32,
+    pub explained: bool,
+}
+
+/// Read the answer to [`lookup`] for `addr`: a route message, or a refusal.
+/// An answer not understood is `Err` with its errno: never "clear".
+pub fn lookup_verdict(
+    addr: IpAddr,
+    answer: Result<Option<&RouteMessage>, Refusal>,
+) -> Result<Lookup, i32> {
+    use nix::libc::{EACCES, EAGAIN, EHOSTUNREACH, EINVAL, ENETUNREACH};
     match answer {
-        // fib lookups of blackhole, unreachable and prohibit routes fail
-        // with the route type's own error.
-        Err(code) if [EINVAL, EHOSTUNREACH, EACCES].contains(&-code) => Lookup::Dropped,
-        Err(_) => Lookup::Clear,
-        Ok(msg) => {
-            let Some(addr) = destination(msg) else {
-                return Lookup::Clear;
-            };
-            if msg.header.destination_prefix_length != host_len(addr) {
-                return Lookup::Clear;
+        // A lookup that ends in a blackhole, unreachable or prohibit route
+        // fails with that route type's own error (the kernel's fib_props).
+        // EINVAL is also the answer to a malformed request: that one comes
+        // with an explanation, the blackhole's never does.
+        Err(Refusal {
+            errno: EINVAL,
+            explained: false,
+        }) => Ok(Lookup::Dropped),
+        Err(Refusal { errno, .. }) if errno == EHOSTUNREACH || errno == EACCES => {
+            Ok(Lookup::Dropped)
+        }
+        // No route at all, or a throw route that ends the lookup.
+        Err(Refusal { errno, .. }) if errno == ENETUNREACH || errno == EAGAIN => Ok(Lookup::Clear),
+        Err(Refusal { errno, .. }) => Err(errno),
+        // An acknowledgement where a route was asked for.
+        Ok(None) => Err(nix::libc::EPROTO),
+        Ok(Some(msg)) => {
+            let found = destination(msg).unwrap_or(addr);
+            let kind = msg.header.kind;
+            if matches!(
+                kind,
+                RouteType::Local | RouteType::Broadcast | RouteType::Anycast
+            ) {
+                return Ok(Lookup::Local(describe(msg, found)));
             }
-            if kind_of(msg.header.kind).is_some() {
-                return Lookup::Dropped;
+            if msg.header.destination_prefix_length != host_len(addr) || destination(msg).is_none()
+            {
+                return Ok(Lookup::Clear);
             }
-            Lookup::ForeignHost(format!(
-                "{addr}/{} ({:?}, protocol {}, metric {}, table {})",
-                host_len(addr),
-                msg.header.kind,
-                u8::from(msg.header.protocol),
-                metric(msg),
-                table(msg)
-            ))
+            if kind_of(kind).is_some() {
+                return Ok(Lookup::Dropped);
+            }
+            Ok(Lookup::ForeignHost(describe(msg, found)))
         }
     }
 }
@@ -313,11 +337,29 @@ mod tests {
     #[test]
     fn big_table_goes_into_an_attribute() {
         let marker = Marker { table: 1000, ..M };
-        let m = inner(&del(ip("198.51.100.7"), marker));
+        let m = inner(&del(ip("198.51.100.7"), RouteKind::Blackhole, marker));
         assert_eq!(m.header.table, 0);
         assert!(m.attributes.contains(&RouteAttribute::Table(1000)));
         assert_eq!(m.header.scope, RouteScope::NoWhere);
-        assert_eq!(m.header.kind, RouteType::Unspec);
+    }
+
+    #[test]
+    fn deletes_name_a_dropping_type() {
+        // IPv4 matches the type; IPv6 ignores it and matches the device,
+        // lo for every dropping route.
+        for kind in RouteKind::ALL {
+            let m = inner(&del(ip("198.51.100.7"), kind, M));
+            assert_eq!(m.header.kind, route_type(kind));
+            assert!(!m
+                .attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Oif(_))));
+            let m = inner(&del(ip("2001:db8::7"), kind, M));
+            assert!(m
+                .attributes
+                .contains(&RouteAttribute::Oif(LOOPBACK_IFINDEX)));
+            assert_eq!(m.header.kind, route_type(kind));
+        }
     }
 
     #[test]
@@ -345,7 +387,7 @@ mod tests {
     #[test]
     fn errors_find_their_request() {
         for s in ["198.51.100.7", "2001:db8::7"] {
-            let b = bytes(&del(ip(s), M));
+            let b = bytes(&del(ip(s), RouteKind::Blackhole, M));
             assert_eq!(failed_destination(&b), Some(ip(s)));
         }
         assert_eq!(failed_destination(&[1, 2, 3]), None);
@@ -357,21 +399,63 @@ mod tests {
 
     #[test]
     fn lookup_answers() {
-        use nix::libc::{EACCES, EHOSTUNREACH, EINVAL, ENETUNREACH};
-        assert_eq!(lookup_verdict(Err(-EINVAL)), Lookup::Dropped);
-        assert_eq!(lookup_verdict(Err(-EHOSTUNREACH)), Lookup::Dropped);
-        assert_eq!(lookup_verdict(Err(-EACCES)), Lookup::Dropped);
-        assert_eq!(lookup_verdict(Err(-ENETUNREACH)), Lookup::Clear);
-        let mut unicast = inner(&add(ip("198.51.100.9"), RouteKind::Blackhole, M));
+        use nix::libc::{EACCES, EAGAIN, EHOSTUNREACH, EINVAL, ENETUNREACH, ENOMEM, EPERM};
+        let a = ip("198.51.100.9");
+        let refusal = |errno, explained| Err(Refusal { errno, explained });
+        assert_eq!(
+            lookup_verdict(a, refusal(EINVAL, false)),
+            Ok(Lookup::Dropped)
+        );
+        assert_eq!(
+            lookup_verdict(a, refusal(EHOSTUNREACH, false)),
+            Ok(Lookup::Dropped)
+        );
+        assert_eq!(
+            lookup_verdict(a, refusal(EACCES, false)),
+            Ok(Lookup::Dropped)
+        );
+        assert_eq!(
+            lookup_verdict(a, refusal(ENETUNREACH, false)),
+            Ok(Lookup::Clear)
+        );
+        assert_eq!(lookup_verdict(a, refusal(EAGAIN, false)), Ok(Lookup::Clear));
+        // Answers not understood are errors, never "clear": a malformed
+        // request (EINVAL with an explanation), or any other errno.
+        assert_eq!(lookup_verdict(a, refusal(EINVAL, true)), Err(EINVAL));
+        assert_eq!(lookup_verdict(a, refusal(ENOMEM, false)), Err(ENOMEM));
+        assert_eq!(lookup_verdict(a, refusal(EPERM, false)), Err(EPERM));
+        assert_eq!(lookup_verdict(a, Ok(None)), Err(nix::libc::EPROTO));
+        let mut unicast = inner(&add(a, RouteKind::Blackhole, M));
         unicast.header.kind = RouteType::Unicast;
         unicast.header.protocol = RouteProtocol::Boot;
-        assert!(matches!(
-            lookup_verdict(Ok(&unicast)),
-            Lookup::ForeignHost(_)
-        ));
+        match lookup_verdict(a, Ok(Some(&unicast))) {
+            Ok(Lookup::ForeignHost(d)) => {
+                assert_eq!(
+                    d.to_string(),
+                    "unicast 198.51.100.9/32 proto 3 metric 666 table main"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
         unicast.header.destination_prefix_length = 24;
-        assert_eq!(lookup_verdict(Ok(&unicast)), Lookup::Clear);
-        let m = inner(&lookup(ip("198.51.100.9")));
+        assert_eq!(lookup_verdict(a, Ok(Some(&unicast))), Ok(Lookup::Clear));
+        // A local route of any length delivers to this host.
+        let mut local = unicast.clone();
+        local.header.kind = RouteType::Local;
+        local.header.destination_prefix_length = 26;
+        local.attributes = vec![RouteAttribute::Destination(RouteAddress::Inet(
+            "198.51.100.128".parse().unwrap(),
+        ))];
+        match lookup_verdict(ip("198.51.100.130"), Ok(Some(&local))) {
+            Ok(Lookup::Local(d)) => {
+                assert_eq!(
+                    (d.kind, d.prefix.to_string()),
+                    ("local", "198.51.100.128/26".into())
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let m = inner(&lookup(a));
         assert!(m.header.flags.contains(RouteFlags::FibMatch));
     }
 }

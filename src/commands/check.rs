@@ -1,72 +1,54 @@
-//! `check`: fail2ban's actionstart. Says what is wrong, or repairs what an
-//! interrupted run left and says all is well.
+//! `check`: the preflight fail2ban runs after every failed action; it
+//! changes nothing. `check --repair` (fail2ban's actionstart) also mends
+//! what an interrupted run left.
 
-use std::collections::BTreeSet;
-use std::net::IpAddr;
-
-use anyhow::Result;
-
-use super::{count, remove_routes, require_net_admin, Ctx, Source};
+use super::output::count;
+use super::privilege::require_net_admin;
+use super::{report_removed, Ctx};
+use crate::cli::CheckArgs;
+use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::ledger::{Access, Ledger};
 
-pub async fn run(ctx: &mut Ctx) -> Result<()> {
+pub async fn run(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
     require_net_admin()?;
     let kernel = Kernel::connect()?;
-    kernel.local_addresses().await?;
-    let mut ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
-    ledger.sweep();
-
-    // Repair: a route without a hold is the leftover of an interrupted
-    // del/add; a hold without a route means the route went behind our back.
-    let routes = kernel.owned(ctx.marker).await?;
-    let holds = ledger.all()?;
-    let routed: BTreeSet<IpAddr> = routes.iter().map(|r| r.addr).collect();
-    // From the set: IPv4 can hold several routes of ours for one address.
-    let orphans: Vec<IpAddr> = routed
-        .iter()
-        .copied()
-        .filter(|ip| holds.get(ip).is_none())
-        .collect();
-    let stale: Vec<IpAddr> = holds
-        .addresses()
-        .filter(|ip| !routed.contains(ip))
-        .collect();
-    for ip in &stale {
-        ledger.release_all(*ip)?;
-        ctx.out
-            .change(format_args!("dropped the holds on {ip}: its route is gone"));
-    }
-    ledger.finish()?;
-    for jail in ledger.jails() {
-        ledger.compact(jail)?;
-    }
-    let removal = remove_routes(
-        ctx,
-        &kernel,
-        &orphans,
-        Source::Addresses,
-        ": no jail held it",
-    )
-    .await?;
+    let bans = ctx.bans(&kernel);
+    let preflight = bans.preflight().await?;
     let c = &ctx.config;
     let mut summary = format!(
-        "ok: config {}, marker protocol {} metric {} table {}, state {}, {} held",
+        "ok: config {}, marker protocol {} metric {} table {}, state {} ({preflight})",
         ctx.config_origin,
         c.protocol,
         c.metric,
         c.table_name(),
         ctx.state_dir.display(),
-        count(routed.len() - orphans.len(), "route"),
     );
-    if !orphans.is_empty() || !stale.is_empty() {
+    if !args.repair {
+        ctx.out.summary(&summary);
+        return Ok(());
+    }
+    let out = bans.repair().await?;
+    for ip in &out.stale {
+        ctx.out
+            .change(format_args!("dropped the holds on {ip}: its route is gone"));
+    }
+    report_removed(ctx, &out.orphans, ": no jail held it");
+    if out.lost > 0 {
+        ctx.out.warning(&format!(
+            "the ledger holds nothing but {} of ours exist: it looks lost (state dir wiped \
+             or moved?), so none was removed; `f2b-route flush` removes them on purpose",
+            count(out.lost, "route")
+        ));
+    }
+    summary.push_str(&format!(", {} held", count(out.held, "route")));
+    if !out.orphans.removed.is_empty() || !out.stale.is_empty() {
         summary.push_str(&format!(
             "; repaired {} and {}",
-            count(orphans.len(), "unheld route"),
-            count(stale.len(), "stale hold")
+            count(out.orphans.removed.len(), "unheld route"),
+            count(out.stale.len(), "stale hold")
         ));
     }
     ctx.out.summary(&summary);
-    removal.result()?;
+    out.orphans.failures.into_result("delete")?;
     Ok(())
 }

@@ -1,48 +1,43 @@
 //! `del`: release holds, then remove the routes nobody holds any more.
 
-use anyhow::Result;
-
-use super::{addresses, count, release, remove_routes, require_net_admin, Ctx, Source};
+use super::input::addresses;
+use super::output::count;
+use super::privilege::require_net_admin;
+use super::{report_removed, Ctx};
 use crate::cli::DelArgs;
+use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::ledger::{Access, Ledger};
 
 pub async fn run(ctx: &mut Ctx, args: &DelArgs) -> Result<()> {
     let addrs = addresses(&args.ips)?;
     require_net_admin()?;
     let kernel = Kernel::connect()?;
-    let mut ledger = Ledger::open(&ctx.state_dir, Access::Write)?;
-
-    // Holds first, routes second: a crash in between leaves a route without
-    // hold, which keeps dropping (the safe side) until `check` removes it.
-    let (unheld, kept) = match &args.jail {
-        Some(jail) => release(ctx, &mut ledger, jail, &addrs)?,
-        None => {
-            for ip in &addrs {
-                ledger.release_all(*ip)?;
-            }
-            (addrs, 0)
-        }
-    };
-    ledger.finish()?;
-
+    let out = ctx
+        .bans(&kernel)
+        .unban(args.jail.as_deref(), &addrs)
+        .await?;
+    for ip in &out.kept {
+        ctx.out
+            .detail(format_args!("kept {ip}: still held by another jail"));
+    }
     let why = args
         .jail
         .as_deref()
         .map(|j| format!(" for {j}"))
         .unwrap_or_default();
-    let removal = remove_routes(ctx, &kernel, &unheld, Source::Addresses, &why).await?;
-    let mut summary = format!("removed {}", count(removal.removed, "route"));
-    if kept > 0 {
-        summary.push_str(&format!(", {kept} kept for other jails"));
+    let routes = out.routes;
+    report_removed(ctx, &routes, &why);
+    let mut summary = format!("removed {}", count(routes.removed.len(), "route"));
+    if !out.kept.is_empty() {
+        summary.push_str(&format!(", {} kept for other jails", out.kept.len()));
     }
-    if removal.absent > 0 {
-        summary.push_str(&format!(", {} already gone", removal.absent));
+    if !routes.absent.is_empty() {
+        summary.push_str(&format!(", {} already gone", routes.absent.len()));
     }
-    if removal.failed() > 0 {
-        summary.push_str(&format!(", {} failed", removal.failed()));
+    if !routes.failures.is_empty() {
+        summary.push_str(&format!(", {} failed", routes.failures.len()));
     }
     ctx.out.summary(&summary);
-    removal.result()?;
+    routes.failures.into_result("delete")?;
     Ok(())
 }

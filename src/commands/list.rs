@@ -3,16 +3,16 @@
 use std::io::{self, BufWriter, Write};
 use std::net::{IpAddr, Ipv4Addr};
 
-use anyhow::Result;
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
 use super::Ctx;
 use crate::addr::{family, host_len};
 use crate::cli::ListArgs;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::kernel::Kernel;
-use crate::ledger::{Access, Holders, Holds, Ledger};
-use crate::route::{Marker, OwnedRoute};
+use crate::ledger::{Holders, Holds};
+use crate::model::{Marker, OwnedRoute};
+use crate::service::Listing;
 
 /// One line of `list --json`. The field set is a stable interface.
 #[derive(serde::Serialize)]
@@ -44,57 +44,31 @@ impl Serialize for Jails<'_> {
     }
 }
 
-/// Routes handed from the dump to the writer at a time.
-const CHUNK: usize = 1024;
-
 pub async fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     let kernel = Kernel::connect()?;
-    let ledger = Ledger::open(&ctx.state_dir, Access::Read)?;
-    // Two threads: this one dumps the kernel's routes; the writer reads the
-    // ledger meanwhile, then formats the routes as they come.
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<OwnedRoute>>();
-    let (json, marker) = (args.json, ctx.marker);
-    let writer = std::thread::spawn(move || -> Result<(), Error> {
-        let holds = ledger.all()?;
-        let stdout = io::stdout();
-        let mut out = Lines::new(
-            BufWriter::with_capacity(1 << 16, stdout.lock()),
-            json,
-            marker,
-        );
-        let written: io::Result<()> = (|| {
-            for chunk in rx {
-                for route in &chunk {
-                    out.route(route, &holds)?;
-                }
-            }
-            out.flush()
-        })();
-        match written {
-            // `f2b-route list | head` is not an error.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            Err(e) => Err(Error::Output(e)),
-            Ok(()) => Ok(()),
-        }
-    });
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let dumped = kernel
-        .owned_each(ctx.marker, |route| {
-            chunk.push(route);
-            if chunk.len() == CHUNK {
-                // A writer that stopped (broken pipe) has its say below.
-                let _ = tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
-            }
-        })
-        .await;
-    let _ = tx.send(chunk);
-    drop(tx);
-    let written = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("list writer panicked"))?;
-    dumped?;
-    written?;
-    Ok(())
+    let out = Lines::new(
+        BufWriter::with_capacity(1 << 16, io::stdout()),
+        args.json,
+        ctx.config.marker(),
+    );
+    match ctx.bans(&kernel).list(out).await? {
+        // `f2b-route list | head` is not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::Output(e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+impl<W: Write + Send + 'static> Listing for Lines<W> {
+    type Error = io::Error;
+
+    fn route(&mut self, route: &OwnedRoute, h: Option<&Holders>, holds: &Holds) -> io::Result<()> {
+        Lines::route(self, route, h, holds)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// The output of `list`, one route at a time.
@@ -120,7 +94,7 @@ impl<W: Write> Lines<W> {
         }
     }
 
-    fn route(&mut self, route: &OwnedRoute, holds: &Holds) -> io::Result<()> {
+    fn route(&mut self, route: &OwnedRoute, h: Option<&Holders>, holds: &Holds) -> io::Result<()> {
         use std::fmt::Write as _;
         self.address.clear();
         match route.addr {
@@ -129,7 +103,6 @@ impl<W: Write> Lines<W> {
                 let _ = write!(self.address, "{v6}");
             }
         }
-        let h = holds.get(&route.addr);
         let since = h.map(|h| h.since);
         let out = &mut self.out;
         if self.json {
@@ -183,10 +156,6 @@ impl<W: Write> Lines<W> {
             None => out.write_all(b"-")?,
         }
         out.write_all(b"\n")
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
     }
 }
 

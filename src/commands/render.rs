@@ -2,10 +2,9 @@
 
 use std::io::Write;
 
-use anyhow::Result;
-
 use super::Ctx;
 use crate::cli::RenderArgs;
+use crate::error::{Error, Result};
 use crate::render::{render, RenderOptions};
 
 pub fn run(ctx: &Ctx, args: &RenderArgs) -> Result<()> {
@@ -17,10 +16,10 @@ pub fn run(ctx: &Ctx, args: &RenderArgs) -> Result<()> {
         interface: args.interface.clone(),
         no_pftable: args.no_pftable,
     };
-    let text = render(args.target, &ctx.config, &options).map_err(crate::error::Error::from)?;
+    let text = render(args.target, &ctx.config, &options)?;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
+        other => other.map_err(Error::Output),
     }
 }

@@ -1,0 +1,874 @@
+//! The ledger of holds: which jails hold which address, and since when.
+//!
+//! Layout under the state dir:
+//!
+//! ```text
+//! lock                         flock(2): exclusive for changes, shared for reads
+//! holds/<jail>/<address>       a hard link to the anchor of the second the hold was taken
+//! holds/<jail>/.t<unix time>   an anchor: an empty file, one per second that took holds
+//! holds/<jail>/.journal        "+<address> <time>" / "-<address>" lines, appended once per run
+//! journal.dirty                exists while a run changes holds
+//! ```
+//!
+//! The state dir is opened through [`trusted`]: it and every directory above
+//! it must be root's and writable by nobody else, and everything inside is
+//! opened relative to a directory descriptor without following links. A link
+//! found inside is an error.
+//!
+//! One hold is one directory entry, so taking or releasing a hold is one
+//! `linkat` or `unlinkat` (O(1) on tmpfs and ext4), and "does anyone else
+//! hold this address" is one lookup per jail. A hard link is created whole or
+//! not at all, so a crash never leaves a half-written hold; and a hard link,
+//! unlike a symlink, costs no inode of its own. Its inode number, which
+//! readdir returns, says which anchor, so which second, it belongs to. The
+//! lock serialises concurrent runs, and the kernel drops the lock of a run
+//! that dies. What a crash can leave (a route without hold, a hold without
+//! route) is repaired by `check --repair` and `flush`.
+//!
+//! The directory entries are the truth. The journal repeats them so that
+//! reading the whole ledger (`list` of 100,000 holds) is one sequential read
+//! per jail instead of a directory walk. A run writes `journal.dirty` before
+//! its first change and removes it after appending to the journals; a reader
+//! that finds it (a writer died in between), or a journal it cannot read
+//! (a damaged byte), walks the directory instead, and the next writer
+//! rebuilds the journal from it.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+
+use crate::trusted::{self, Dir, TrustError};
+
+/// The hold taken by `add` and `del` without `--jail`.
+pub const MANUAL: &str = "@manual";
+
+/// How long a run waits for the lock before it gives up: well under
+/// fail2ban's 60 s action timeout, so that f2b-route reports, not fail2ban.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Is `name` usable as a jail name (and so as a directory name)?
+pub fn valid_jail(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+}
+
+/// What went wrong with the state dir.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("state dir: refusing a directory another user could change")]
+    Untrusted(#[source] TrustError),
+    #[error("{}: a symbolic link or other non-file where f2b-route keeps its state (never followed)", path.display())]
+    Symlink { path: PathBuf },
+    #[error("state dir {}: another f2b-route run held the lock for more than {} s", path.display(), LOCK_WAIT.as_secs())]
+    LockTimeout { path: PathBuf },
+    #[error("state dir {}: more than 65,536 jails", path.display())]
+    TooManyJails { path: PathBuf },
+    #[error("state dir {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LedgerError {
+    fn at(path: PathBuf) -> impl FnOnce(io::Error) -> LedgerError {
+        move |source| match source.raw_os_error() {
+            Some(nix::libc::ELOOP) => LedgerError::Symlink { path },
+            _ => LedgerError::Io { path, source },
+        }
+    }
+
+    /// The errno behind the error, where there is one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            LedgerError::Io { source, .. } => Some(source),
+            LedgerError::Untrusted(TrustError::Io { source, .. }) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<TrustError> for LedgerError {
+    fn from(e: TrustError) -> Self {
+        match e {
+            TrustError::Io { path, source } => LedgerError::at(path)(source),
+            TrustError::Symlink { path } => LedgerError::Symlink { path },
+            other => LedgerError::Untrusted(other),
+        }
+    }
+}
+
+type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Who holds one address: indices into [`Holds::jails`], ascending (so the
+/// names come out sorted). The first is inline: most addresses have one
+/// holder, and `list` of 100,000 should not allocate 100,000 vectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holders {
+    first: u16,
+    rest: Vec<u16>,
+    /// Unix time of the oldest hold.
+    pub since: u64,
+}
+
+/// The whole ledger, read at once: address -> holders.
+#[derive(Debug, Default)]
+pub struct Holds {
+    jails: Vec<String>,
+    by_addr: HashMap<IpAddr, Holders>,
+}
+
+impl Holds {
+    pub fn get(&self, addr: &IpAddr) -> Option<&Holders> {
+        self.by_addr.get(addr)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.by_addr.keys().copied()
+    }
+
+    /// The names of the jails holding `h`, sorted.
+    pub fn names<'a>(&'a self, h: &'a Holders) -> impl Iterator<Item = &'a str> + Clone + 'a {
+        std::iter::once(h.first)
+            .chain(h.rest.iter().copied())
+            .map(|i| self.jails[usize::from(i)].as_str())
+    }
+}
+
+const LOCK: &str = "lock";
+const HOLDS: &str = "holds";
+/// The per-jail journal of holds taken and released.
+const JOURNAL: &str = ".journal";
+const JOURNAL_NEW: &str = ".journal.new";
+/// A journal this large is rewritten from the directory when a run appends
+/// to it (churn of hundreds of thousands of bans).
+const JOURNAL_COMPACT_BYTES: u64 = 32 << 20;
+/// Present while a run changes holds; left behind by a run that died.
+const DIRTY: &str = "journal.dirty";
+/// What a full flush renames `holds` to before removing it.
+const OLD_PREFIX: &str = "holds.old.";
+/// Anchors are named `.t<unix time>`.
+const ANCHOR: &str = ".t";
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Check that the ledger in `dir` can be used, changing nothing: the state
+/// dir (if it exists, else its parents) is trusted, and `lock` and `holds`
+/// are what they should be. Returns whether the state dir exists.
+pub fn inspect(dir: &Path) -> Result<bool> {
+    let state = match trusted::open_dir(dir, false) {
+        Ok(d) => d,
+        Err(TrustError::NotFound { .. }) => {
+            // It will be made by the first change: its parent must be fit.
+            if let Some(parent) = dir.parent() {
+                match trusted::open_dir(parent, false) {
+                    Ok(_) | Err(TrustError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for (name, want_dir) in [(LOCK, false), (HOLDS, true)] {
+        let st = state
+            .stat(os(name))
+            .map_err(LedgerError::at(state.show(name)))?;
+        if let Some(st) = st {
+            let fmt = st.st_mode & nix::libc::S_IFMT;
+            let ok = if want_dir {
+                fmt == nix::libc::S_IFDIR
+            } else {
+                fmt == nix::libc::S_IFREG
+            };
+            if !ok {
+                return Err(LedgerError::Symlink {
+                    path: state.show(name),
+                });
+            }
+        }
+    }
+    Ok(true)
+}
+
+pub struct Ledger {
+    /// None only for a read of a ledger that was never written.
+    state: Option<Dir>,
+    /// `holds/`; None when it does not exist (reads only).
+    holds: Option<Dir>,
+    /// The jails' directories, sorted by name.
+    jails: Vec<(String, Dir)>,
+    /// Anchors this run has made sure exist: jail, time, generation (a file
+    /// system's limit of links per inode, 65,000 on ext4, starts a new one).
+    anchors: Vec<(String, u64, u32)>,
+    /// Journal lines of this run's changes, per jail, appended by `finish`.
+    pending: BTreeMap<String, String>,
+    /// Whether this run wrote the dirty marker.
+    marked: bool,
+    /// Whether the journals can be trusted (no run died since they were written).
+    journals_trusted: bool,
+    access: Access,
+    /// Where the state dir is, for messages.
+    path: PathBuf,
+    _lock: Option<Flock<File>>,
+}
+
+impl Ledger {
+    /// Open (creating it if needed, for writes) and lock the ledger in `dir`.
+    pub fn open(dir: &Path, access: Access) -> Result<Ledger> {
+        let state = match trusted::open_dir(dir, access == Access::Write) {
+            Ok(d) => d,
+            // Nothing was ever held: read an empty ledger.
+            Err(TrustError::NotFound { .. }) if access == Access::Read => {
+                return Ok(Ledger::empty(dir))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let flags = match access {
+            Access::Read => OFlag::O_RDONLY,
+            Access::Write => OFlag::O_RDWR | OFlag::O_CREAT,
+        };
+        let file = match state.open(os(LOCK), flags, 0o600) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && access == Access::Read => {
+                return Ok(Ledger::empty(dir));
+            }
+            Err(e) => return Err(LedgerError::at(state.show(LOCK))(e)),
+        };
+        let lock = lock(file, access, &state.show(LOCK))?;
+        // `holds/` is made under the lock, or a run could make it between a
+        // flush's rename and its mkdir.
+        if access == Access::Write {
+            state
+                .mkdir(os(HOLDS), 0o700)
+                .map_err(LedgerError::at(state.show(HOLDS)))?;
+        }
+        let holds = match state.open_dir(os(HOLDS)) {
+            Ok(d) => Some(d),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && access == Access::Read => None,
+            Err(e) => return Err(not_a_dir(state.show(HOLDS), e)),
+        };
+        let dirty = match state
+            .stat(os(DIRTY))
+            .map_err(LedgerError::at(state.show(DIRTY)))?
+        {
+            None => false,
+            Some(st) if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG => true,
+            Some(_) => {
+                return Err(LedgerError::Symlink {
+                    path: state.show(DIRTY),
+                })
+            }
+        };
+        let mut ledger = Ledger {
+            path: dir.to_path_buf(),
+            state: Some(state),
+            holds,
+            jails: Vec::new(),
+            anchors: Vec::new(),
+            pending: BTreeMap::new(),
+            marked: false,
+            journals_trusted: !dirty,
+            access,
+            _lock: Some(lock),
+        };
+        ledger.jails = ledger.open_jails()?;
+        if access == Access::Write && dirty {
+            // A run died between its changes and its journal lines.
+            for i in 0..ledger.jails.len() {
+                ledger.compact_at(i)?;
+            }
+            let state = ledger.state.as_ref().expect("opened above");
+            state
+                .unlink(os(DIRTY))
+                .map_err(LedgerError::at(state.show(DIRTY)))?;
+            ledger.journals_trusted = true;
+        }
+        Ok(ledger)
+    }
+
+    fn empty(dir: &Path) -> Ledger {
+        Ledger {
+            path: dir.to_path_buf(),
+            state: None,
+            holds: None,
+            jails: Vec::new(),
+            anchors: Vec::new(),
+            pending: BTreeMap::new(),
+            marked: false,
+            journals_trusted: true,
+            access: Access::Read,
+            _lock: None,
+        }
+    }
+
+    /// Where the ledger lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn state(&self) -> &Dir {
+        self.state
+            .as_ref()
+            .expect("a writable ledger has its state dir")
+    }
+
+    fn holds(&self) -> &Dir {
+        self.holds.as_ref().expect("a writable ledger has holds/")
+    }
+
+    fn open_jails(&self) -> Result<Vec<(String, Dir)>> {
+        let Some(holds) = &self.holds else {
+            return Ok(Vec::new());
+        };
+        let mut jails = Vec::new();
+        for entry in holds.entries().map_err(LedgerError::at(holds.show("")))? {
+            let Some(name) = entry.name.to_str() else {
+                continue;
+            };
+            if valid_jail(name) || name == MANUAL {
+                let dir = holds
+                    .open_dir(&entry.name)
+                    .map_err(|e| not_a_dir(holds.show(name), e))?;
+                jails.push((name.to_owned(), dir));
+            }
+        }
+        jails.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(jails)
+    }
+
+    fn find(&self, jail: &str) -> Option<usize> {
+        self.jails
+            .binary_search_by(|(j, _)| j.as_str().cmp(jail))
+            .ok()
+    }
+
+    /// Mark the journals untrusted until `finish`; once per run.
+    fn mark(&mut self) -> Result<()> {
+        if !self.marked {
+            let state = self.state();
+            state
+                .open(os(DIRTY), OFlag::O_WRONLY | OFlag::O_CREAT, 0o600)
+                .map_err(LedgerError::at(state.show(DIRTY)))?;
+            self.marked = true;
+        }
+        Ok(())
+    }
+
+    fn journal(&mut self, jail: &str, line: std::fmt::Arguments<'_>) {
+        use std::fmt::Write;
+        let lines = self.pending.entry(jail.to_owned()).or_default();
+        let _ = lines.write_fmt(line);
+    }
+
+    /// Remove what an interrupted full `flush` left behind (`flush` and
+    /// `check --repair` call this; a ban does not pay for it).
+    pub fn sweep(&self) -> Result<()> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        for entry in state.entries().map_err(LedgerError::at(state.show("")))? {
+            if entry.name.to_string_lossy().starts_with(OLD_PREFIX) {
+                state
+                    .remove_tree(&entry.name)
+                    .map_err(LedgerError::at(state.show(&entry.name)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Record that `jail` holds `ip`; `false` when it already did.
+    pub fn hold(&mut self, jail: &str, ip: IpAddr, since: u64) -> Result<bool> {
+        let i = match self.find(jail) {
+            Some(i) => i,
+            None => {
+                let holds = self.holds();
+                holds
+                    .mkdir(os(jail), 0o700)
+                    .map_err(LedgerError::at(holds.show(jail)))?;
+                let dir = holds
+                    .open_dir(os(jail))
+                    .map_err(|e| not_a_dir(holds.show(jail), e))?;
+                self.jails.push((jail.to_owned(), dir));
+                self.jails.sort_by(|a, b| a.0.cmp(&b.0));
+                self.find(jail).expect("just added")
+            }
+        };
+        self.mark()?;
+        let name = OsString::from(ip.to_string());
+        loop {
+            let anchor = self.anchor(i, since)?;
+            let dir = &self.jails[i].1;
+            match dir.link(&anchor, &name) {
+                Ok(()) => {
+                    self.journal(jail, format_args!("+{ip} {since}\n"));
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) if e.raw_os_error() == Some(nix::libc::EMLINK) => {
+                    self.next_anchor(i, since)?
+                }
+                Err(e) => return Err(LedgerError::at(dir.show(&name))(e)),
+            }
+        }
+    }
+
+    /// The anchor of `since` in jail `i`'s directory, made if needed:
+    /// `.t<since>`, then `.t<since>.<n>` once its links run out.
+    fn anchor(&mut self, i: usize, since: u64) -> Result<OsString> {
+        let jail = self.jails[i].0.clone();
+        let known = self
+            .anchors
+            .iter()
+            .find(|(j, t, _)| *j == jail && *t == since)
+            .map(|(_, _, g)| *g);
+        let name = anchor_name(since, known.unwrap_or(0));
+        if known.is_none() {
+            self.make_anchor(i, &name)?;
+            self.anchors.push((jail, since, 0));
+        }
+        Ok(name)
+    }
+
+    fn make_anchor(&self, i: usize, name: &OsStr) -> Result<()> {
+        let dir = &self.jails[i].1;
+        let file = dir
+            .open(name, OFlag::O_WRONLY | OFlag::O_CREAT, 0o600)
+            .map_err(LedgerError::at(dir.show(name)))?;
+        let st =
+            nix::sys::stat::fstat(&file).map_err(|e| LedgerError::at(dir.show(name))(e.into()))?;
+        if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG {
+            return Err(LedgerError::Symlink {
+                path: dir.show(name),
+            });
+        }
+        Ok(())
+    }
+
+    /// The current anchor of `since` is full: make the next one.
+    fn next_anchor(&mut self, i: usize, since: u64) -> Result<()> {
+        let jail = self.jails[i].0.clone();
+        let Some(a) = self
+            .anchors
+            .iter_mut()
+            .find(|(j, t, _)| *j == jail && *t == since)
+        else {
+            return Ok(());
+        };
+        a.2 += 1;
+        let name = anchor_name(since, a.2);
+        self.make_anchor(i, &name)
+    }
+
+    /// Drop `jail`'s hold on `ip`; `false` when it had none.
+    pub fn release(&mut self, jail: &str, ip: IpAddr) -> Result<bool> {
+        let Some(i) = self.find(jail) else {
+            return Ok(false);
+        };
+        let name = OsString::from(ip.to_string());
+        if !self.marked {
+            // Releasing nothing is common (idempotent unbans): only mark
+            // when there is something to release.
+            let dir = &self.jails[i].1;
+            match dir.stat(&name) {
+                Ok(Some(_)) => self.mark()?,
+                Ok(None) => return Ok(false),
+                Err(e) => return Err(LedgerError::at(dir.show(&name))(e)),
+            }
+        }
+        let dir = &self.jails[i].1;
+        match dir.unlink(&name) {
+            Ok(true) => {
+                self.journal(jail, format_args!("-{ip}\n"));
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => Err(LedgerError::at(dir.show(&name))(e)),
+        }
+    }
+
+    /// Drop every hold on `ip`.
+    pub fn release_all(&mut self, ip: IpAddr) -> Result<()> {
+        let names: Vec<String> = self.jails.iter().map(|(j, _)| j.clone()).collect();
+        for jail in names {
+            self.release(&jail, ip)?;
+        }
+        Ok(())
+    }
+
+    /// Does any jail hold `ip`? One lookup per jail.
+    pub fn is_held(&self, ip: IpAddr) -> Result<bool> {
+        let name = OsString::from(ip.to_string());
+        for (_, dir) in &self.jails {
+            match dir.stat(&name) {
+                Ok(Some(_)) => return Ok(true),
+                Ok(None) => {}
+                Err(e) => return Err(LedgerError::at(dir.show(&name))(e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// The addresses `jail` holds.
+    pub fn held_by(&self, jail: &str) -> Result<Vec<IpAddr>> {
+        let Some(i) = self.find(jail) else {
+            return Ok(Vec::new());
+        };
+        let dir = &self.jails[i].1;
+        let entries = dir.entries().map_err(LedgerError::at(dir.show("")))?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| e.name.to_str().and_then(|n| n.parse().ok()))
+            .collect())
+    }
+
+    /// The jails that hold (or held) something.
+    pub fn jails(&self) -> impl Iterator<Item = &str> {
+        self.jails.iter().map(|(j, _)| j.as_str())
+    }
+
+    /// Append this run's changes to the journals (one write per jail),
+    /// compact a journal that churn made large, and clear the dirty mark.
+    pub fn finish(&mut self) -> Result<()> {
+        for (jail, lines) in std::mem::take(&mut self.pending) {
+            // The jail's directory went with its last hold.
+            let Some(i) = self.find(&jail) else {
+                continue;
+            };
+            let dir = &self.jails[i].1;
+            let mut file = dir
+                .open(
+                    os(JOURNAL),
+                    OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
+                    0o600,
+                )
+                .map_err(LedgerError::at(dir.show(JOURNAL)))?;
+            file.write_all(lines.as_bytes())
+                .map_err(LedgerError::at(dir.show(JOURNAL)))?;
+            let size = file
+                .metadata()
+                .map_err(LedgerError::at(dir.show(JOURNAL)))?
+                .len();
+            if size > JOURNAL_COMPACT_BYTES {
+                self.compact_at(i)?;
+            }
+        }
+        if self.marked {
+            let state = self.state();
+            state
+                .unlink(os(DIRTY))
+                .map_err(LedgerError::at(state.show(DIRTY)))?;
+            self.marked = false;
+        }
+        Ok(())
+    }
+
+    /// Rewrite every journal from its directory.
+    pub fn compact_all(&self) -> Result<()> {
+        for i in 0..self.jails.len() {
+            self.compact_at(i)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrite jail `i`'s journal from its directory, and remove the anchors
+    /// no hold links to any more.
+    fn compact_at(&self, i: usize) -> Result<()> {
+        let dir = &self.jails[i].1;
+        let mut text = String::new();
+        for (ip, since) in walk(dir)? {
+            use std::fmt::Write as _;
+            let _ = writeln!(text, "+{ip} {since}");
+        }
+        // A leftover of a run that died here is ours to replace; a link is
+        // removed, not followed.
+        dir.unlink(os(JOURNAL_NEW))
+            .map_err(LedgerError::at(dir.show(JOURNAL_NEW)))?;
+        let mut file = dir
+            .open(
+                os(JOURNAL_NEW),
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                0o600,
+            )
+            .map_err(LedgerError::at(dir.show(JOURNAL_NEW)))?;
+        file.write_all(text.as_bytes())
+            .map_err(LedgerError::at(dir.show(JOURNAL_NEW)))?;
+        dir.rename(os(JOURNAL_NEW), os(JOURNAL))
+            .map_err(LedgerError::at(dir.show(JOURNAL)))?;
+        for entry in dir.entries().map_err(LedgerError::at(dir.show("")))? {
+            let is_anchor = entry.name.to_string_lossy().starts_with(ANCHOR);
+            if is_anchor {
+                let unused = dir
+                    .stat(&entry.name)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|st| st.st_nlink == 1);
+                if unused {
+                    let _ = dir.unlink(&entry.name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove `jail`'s directory once it holds nothing (only its journal
+    /// and anchors are left: names starting with a dot).
+    pub fn forget_jail_if_empty(&mut self, jail: &str) -> Result<()> {
+        let Some(i) = self.find(jail) else {
+            return Ok(());
+        };
+        let dir = &self.jails[i].1;
+        let entries = dir.entries().map_err(LedgerError::at(dir.show("")))?;
+        if entries
+            .iter()
+            .all(|e| e.name.to_string_lossy().starts_with('.'))
+        {
+            for e in &entries {
+                dir.unlink(&e.name)
+                    .map_err(LedgerError::at(dir.show(&e.name)))?;
+            }
+            let holds = self.holds();
+            holds
+                .rmdir(os(jail))
+                .map_err(LedgerError::at(holds.show(jail)))?;
+            self.jails.remove(i);
+            self.pending.remove(jail);
+            self.anchors.retain(|(j, _, _)| j != jail);
+        }
+        Ok(())
+    }
+
+    /// Jail `i`'s holds with their times: a replay of its journal when it
+    /// can be trusted and read, else a walk of its directory (and, for a
+    /// writer, a journal rebuilt from it).
+    fn read_jail(&self, i: usize) -> Result<Vec<(IpAddr, u64)>> {
+        let dir = &self.jails[i].1;
+        if !self.journals_trusted || !self.pending.is_empty() {
+            return walk(dir);
+        }
+        let mut bytes = Vec::new();
+        match dir.open(os(JOURNAL), OFlag::O_RDONLY, 0) {
+            Ok(mut f) => f
+                .read_to_end(&mut bytes)
+                .map_err(LedgerError::at(dir.show(JOURNAL)))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return walk(dir),
+            Err(e) => return Err(LedgerError::at(dir.show(JOURNAL))(e)),
+        };
+        match replay(&bytes) {
+            Some(holds) => Ok(holds),
+            None => {
+                if self.access == Access::Write {
+                    self.compact_at(i)?;
+                }
+                walk(dir)
+            }
+        }
+    }
+
+    /// Everything, for `list` and repair.
+    pub fn all(&self) -> Result<Holds> {
+        let mut holds = Holds {
+            jails: self.jails.iter().map(|(j, _)| j.clone()).collect(),
+            by_addr: HashMap::new(),
+        };
+        for i in 0..self.jails.len() {
+            let index = u16::try_from(i).map_err(|_| LedgerError::TooManyJails {
+                path: self.path.clone(),
+            })?;
+            for (ip, since) in self.read_jail(i)? {
+                match holds.by_addr.entry(ip) {
+                    Entry::Vacant(v) => {
+                        v.insert(Holders {
+                            first: index,
+                            rest: Vec::new(),
+                            since,
+                        });
+                    }
+                    Entry::Occupied(mut o) => {
+                        let h = o.get_mut();
+                        h.rest.push(index);
+                        h.since = h.since.min(since);
+                    }
+                }
+            }
+        }
+        Ok(holds)
+    }
+
+    /// Drop every hold. The tree is first renamed away (one atomic step), so
+    /// an interruption leaves an empty ledger plus garbage that the next
+    /// flush or repair sweeps. Returns the renamed tree, for the caller to
+    /// remove, possibly on another thread.
+    pub fn clear(&mut self) -> Result<Option<OldHolds>> {
+        let state = self.state();
+        let old = OsString::from(format!("{OLD_PREFIX}{}", std::process::id()));
+        match state.rename(os(HOLDS), &old) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(LedgerError::at(state.show(HOLDS))(e)),
+        }
+        state
+            .mkdir(os(HOLDS), 0o700)
+            .map_err(LedgerError::at(state.show(HOLDS)))?;
+        let holds = state
+            .open_dir(os(HOLDS))
+            .map_err(|e| not_a_dir(state.show(HOLDS), e))?;
+        let state = state
+            .open_dir(os("."))
+            .map_err(|e| not_a_dir(state.path().to_path_buf(), e))?;
+        self.holds = Some(holds);
+        self.jails.clear();
+        self.pending.clear();
+        self.anchors.clear();
+        Ok(Some(OldHolds { state, name: old }))
+    }
+}
+
+/// The holds a full flush renamed away, to be removed.
+pub struct OldHolds {
+    state: Dir,
+    name: OsString,
+}
+
+impl OldHolds {
+    pub fn remove(self) -> io::Result<()> {
+        self.state.remove_tree(&self.name)
+    }
+
+    #[cfg(test)]
+    fn path(&self) -> PathBuf {
+        self.state.show(&self.name)
+    }
+}
+
+impl Drop for Ledger {
+    /// A run that stops on an error still journals the changes it made.
+    fn drop(&mut self) {
+        if self.state.is_some() {
+            let _ = self.finish();
+        }
+    }
+}
+
+fn anchor_name(since: u64, generation: u32) -> OsString {
+    OsString::from(match generation {
+        0 => format!("{ANCHOR}{since}"),
+        g => format!("{ANCHOR}{since}.{g}"),
+    })
+}
+
+/// `open_dir`'s errors: a link (ELOOP) or a file (ENOTDIR) where a
+/// directory of ours should be is refused as such.
+fn not_a_dir(path: PathBuf, e: io::Error) -> LedgerError {
+    match e.raw_os_error() {
+        Some(nix::libc::ELOOP | nix::libc::ENOTDIR) => LedgerError::Symlink { path },
+        _ => LedgerError::Io { path, source: e },
+    }
+}
+
+/// Wait for the lock, at most [`LOCK_WAIT`].
+fn lock(file: File, access: Access, path: &Path) -> Result<Flock<File>> {
+    let mode = match access {
+        Access::Read => FlockArg::LockSharedNonblock,
+        Access::Write => FlockArg::LockExclusiveNonblock,
+    };
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    let mut file = file;
+    loop {
+        match Flock::lock(file, mode) {
+            Ok(lock) => return Ok(lock),
+            Err((f, Errno::EWOULDBLOCK)) if start.elapsed() < LOCK_WAIT => {
+                file = f;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(LedgerError::LockTimeout {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err((_, e)) => return Err(LedgerError::at(path.to_path_buf())(e.into())),
+        }
+    }
+}
+
+/// A jail's holds from its directory (the truth), with their times from
+/// the anchors they link to.
+fn walk(dir: &Dir) -> Result<Vec<(IpAddr, u64)>> {
+    let entries = dir.entries().map_err(LedgerError::at(dir.show("")))?;
+    let mut anchors: HashMap<u64, u64> = HashMap::new();
+    let mut holds = Vec::new();
+    for entry in entries {
+        let Some(name) = entry.name.to_str() else {
+            continue;
+        };
+        let time = name
+            .strip_prefix(ANCHOR)
+            .and_then(|t| t.split('.').next())
+            .and_then(|t| t.parse().ok());
+        if let Some(t) = time {
+            anchors.insert(entry.ino, t);
+        } else if let Ok(ip) = name.parse::<IpAddr>() {
+            holds.push((ip, entry.ino));
+        }
+    }
+    Ok(holds
+        .into_iter()
+        .map(|(ip, ino)| (ip, anchors.get(&ino).copied().unwrap_or(0)))
+        .collect())
+}
+
+/// A journal's holds, or `None` when any line cannot be read (a damaged
+/// byte, a truncated write): the directory then tells instead.
+fn replay(bytes: &[u8]) -> Option<Vec<(IpAddr, u64)>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut live: HashMap<IpAddr, u64> = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix('+') {
+            let (ip, t) = rest.split_once(' ')?;
+            live.insert(ip.parse().ok()?, t.parse().ok()?);
+        } else {
+            live.remove(&line.strip_prefix('-')?.parse().ok()?);
+        }
+    }
+    Some(live.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests;
