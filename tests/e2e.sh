@@ -13,7 +13,7 @@
 #
 # Usage: sudo tests/e2e.sh          (after cargo build --release --locked)
 #   F2B_ROUTE=path   the binary to test (default: the release build,
-#                    target/<host triple>/release/f2b-route)
+#                    target/<host triple>/release/f2b-route; tests/lib/common.sh)
 #   KEEP=1           keep the temp dir (configs, daemon logs) for inspection
 #
 # Needs root and the Debian packages fail2ban, frr, openbgpd, rsyslog,
@@ -26,14 +26,13 @@
 
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
-REPO=$PWD
+cd "$(dirname "$0")/.." || exit 1
 TOPO_TAG=f2be
 TOPO_RECIDIVE=1
 TOPO_KEEP=${KEEP:-}
 # shellcheck source=tests/lib/topology.sh
-source "$REPO/tests/lib/topology.sh"
-TOPO_BIN=${F2B_ROUTE:-$(topo_default_bin)}
+source tests/lib/topology.sh
+TOPO_BIN=$(f2b_route_bin)
 
 PASSED=0
 FAILED=0
@@ -59,7 +58,7 @@ record() { # PASS|FAIL description evidence
 # shell snippet, run after the wait).
 assert() {
 	local timeout=$1 desc=$2 evidence=$3 verdict=PASS; shift 3
-	topo_wait "$timeout" "$@" || verdict=FAIL
+	wait_for "$timeout" "$@" || verdict=FAIL
 	record "$verdict" "$desc" "$(eval "$evidence" 2>&1)"
 }
 # A set-up step that must work, or nothing after it means anything.
@@ -224,8 +223,8 @@ assert 10 "fail2ban: [recidive] bans $AT4 and $AT6 as well" \
 	'grep -F "[recidive] Ban" "$TOPO_F2B_LOG"' \
 	eval 'holds_are "$AT4" recidive,triton && holds_are "$AT6" recidive,triton'
 topo_f2b set triton unbanip "$AT4" >/dev/null
-topo_wait 10 f2b_log_has "[triton] Unban $AT4"
-topo_wait 10 holds_are "$AT4" recidive
+wait_for 10 f2b_log_has "[triton] Unban $AT4"
+wait_for 10 holds_are "$AT4" recidive
 sleep 2
 assert 0 "second jail: [triton] unbans $AT4, [recidive] still bans it: route kept in kernel and firewall" \
 	'grep -F "Unban $AT4" "$TOPO_F2B_LOG"; echo "f2b-route holds for $AT4: $(holds "$AT4")"; kernel_evidence; rib_evidence' \
@@ -320,13 +319,12 @@ assert 0 "bgp: the session stayed up the whole run" \
 # --- tear-down ------------------------------------------------------------
 
 ns_list=$(printf '%s\n' "${TOPO_ALL_NS[@]}")
-pids=$(for e in "${TOPO_PIDFILES[@]}"; do cat "${e#*=}" 2>/dev/null; done | sort -u)
 topo_down
 left_ns=$(ip netns list | awk '{ print $1 }' | grep -xF "$ns_list" || true)
-left_pids=$(for p in $pids; do _topo_gone "$p" || ps -o pid=,cmd= -p "$p"; done)
-verdict=PASS; [ -z "$left_ns$left_pids" ] || verdict=FAIL
-record $verdict "tear-down: every daemon stopped by PID, every namespace removed" \
-	"namespaces left: ${left_ns:-none}; daemons left: ${left_pids:-none}"
+left_daemons=$(daemon_left)
+verdict=PASS; [ -z "$left_ns$left_daemons" ] && [ "$(daemon_count)" -gt 0 ] || verdict=FAIL
+record "$verdict" "tear-down: every daemon stopped by PID, every namespace removed" \
+	"$(daemon_count) daemons tracked; namespaces left: ${left_ns:-none}; daemons left: ${left_daemons:-none}"
 
 echo "# $((SECONDS - START)) s"
 summary

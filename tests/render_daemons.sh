@@ -18,8 +18,9 @@
 #             firewall's RIB, tagged BLACKHOLE and NO_EXPORT.
 #   pf        no pfctl on Linux: the rendered lines are checked by text only.
 #
-# Usage: sudo tests/render_daemons.sh   (after `cargo build`)
-#   F2B_ROUTE=path  the binary to use (default: the debug build, target/<host triple>/debug/f2b-route)
+# Usage: sudo tests/render_daemons.sh   (after `cargo build --release --locked`)
+#   F2B_ROUTE=path  the binary to use (default: the release build,
+#                   target/<host triple>/release/f2b-route; tests/lib/common.sh)
 #   KEEP=1          keep the temp dir for inspection
 #
 # Needs root (namespaces, daemons). Documentation addresses only; everything
@@ -29,17 +30,17 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-REPO=$PWD
-BIN=${F2B_ROUTE:-$REPO/target/$(rustc -vV | sed -n "s/^host: //p")/debug/f2b-route}
+# shellcheck source=tests/lib/common.sh
+source tests/lib/common.sh
+BIN=$(f2b_route_bin)
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
 
 [ "$(id -u)" = 0 ] || fail "must run as root (network namespaces, daemons)"
-[ -x "$BIN" ] || fail "no f2b-route binary at $BIN: run cargo build first"
-for tool in bgpd bgpctl vtysh /usr/lib/frr/zebra /usr/lib/frr/bgpd fail2ban-client fail2ban-server ip; do
-	command -v "$tool" >/dev/null || fail "missing $tool (Debian packages openbgpd, frr, fail2ban, iproute2)"
-done
+[ -x "$BIN" ] || fail "no f2b-route binary at $BIN: run cargo build --release --locked first"
+missing=$(missing_commands bgpd bgpctl vtysh /usr/lib/frr/zebra /usr/lib/frr/bgpd fail2ban-client fail2ban-server ip) ||
+	fail "missing ${missing//$'\n'/ } (Debian packages openbgpd, frr, fail2ban, iproute2)"
 
 TMP=$(mktemp -d /tmp/f2b-render.XXXXXX)
 chmod 755 "$TMP"
@@ -47,19 +48,13 @@ NS_LH=f2brd-lh-$$
 NS_FW=f2brd-fw-$$
 VETH_LH=f2b$$a
 VETH_FW=f2b$$b
-PIDFILES=()
 MADE_RUN_OPENBGPD=
 
 cleanup() {
 	local rc=$?
 	set +e
-	for f in "${PIDFILES[@]}"; do
-		[ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null
-	done
-	sleep 0.5
-	for f in "${PIDFILES[@]}"; do
-		[ -s "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
-	done
+	# Every daemon by PID (tests/lib/common.sh), the last started first.
+	daemon_stop_all 5
 	ip netns del "$NS_LH" 2>/dev/null
 	ip netns del "$NS_FW" 2>/dev/null
 	[ -n "$MADE_RUN_OPENBGPD" ] && rmdir /run/openbgpd 2>/dev/null
@@ -73,16 +68,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Waits up to $1 seconds for the command after it to succeed.
-wait_for() {
-	local limit=$1; shift
-	local end=$((SECONDS + limit))
-	until "$@" >/dev/null 2>&1; do
-		[ $SECONDS -lt "$end" ] || return 1
-		sleep 0.2
-	done
-}
 
 # The config both ends agree on. A metric other than the default shows that
 # render takes it from here.
@@ -175,12 +160,13 @@ ok "fail2ban: banaction = route and action = f2b-route[...] resolve to f2b-route
 
 # The lifecycle, run by a private fail2ban-server through the stand-in.
 sed -i "s|^f2b_route = f2b-route$|f2b_route = $F2B/f2b-route|" "$CONF/action.d/route.local"
-PIDFILES+=("$F2B/pid")
 client() { fail2ban-client -c "$CONF" "$@" >/dev/null; }
 start_f2b() {
-	rm -f "$F2B/sock"
+	rm -f "$F2B/sock" "$F2B/pid"
 	fail2ban-server -c "$CONF" -b -x >/dev/null 2>&1 || fail "fail2ban-server did not start"
 	wait_for 15 fail2ban-client -c "$CONF" ping || fail "fail2ban-server does not answer"
+	# -b: it forked and wrote its own PID file.
+	daemon_track fail2ban "$F2B/pid" || fail "fail2ban-server: no PID"
 }
 # The calls for [triton]; [named] calls carry its `--state-dir` first.
 triton_calls() { grep -v -- '^--state-dir' "$F2B/calls" || true; }
@@ -210,12 +196,13 @@ client unban --all
 calls_are 'flush --jail triton'
 client set triton banip 198.51.100.8
 calls_are 'add --jail triton --type blackhole 198.51.100.8'
-kill -9 "$(cat "$F2B/pid")"
-sleep 0.5
+daemon_signal KILL fail2ban || fail "fail2ban-server is not running"
+wait_for 10 daemon_gone fail2ban || fail "fail2ban-server survived SIGKILL"
 start_f2b
 calls_are 'check' 'flush --jail triton' 'add --jail triton --type blackhole 198.51.100.8'
 client stop
 wait_for 10 test ! -e "$F2B/sock" || fail "fail2ban-server did not stop"
+wait_for 10 daemon_gone fail2ban || fail "fail2ban-server $(daemon_pid fail2ban) did not exit"
 got=$(triton_calls | sort -u)
 [ "$got" = 'flush --jail triton' ] || fail "fail2ban stop ran: $got"
 if grep -E 'ERROR|CRITICAL' "$F2B/f2b.log"; then fail "errors in fail2ban's log"; fi
@@ -227,9 +214,8 @@ ok "frr: vtysh --dryrun"
 
 ip netns add "$NS_LH"
 ip netns add "$NS_FW"
-ip link add "$VETH_LH" type veth peer name "$VETH_FW"
-ip link set "$VETH_LH" netns "$NS_LH"
-ip link set "$VETH_FW" netns "$NS_FW"
+# The veth pair is created inside the namespaces, never in the host's own.
+ip -n "$NS_LH" link add "$VETH_LH" type veth peer name "$VETH_FW" netns "$NS_FW"
 ip -n "$NS_LH" link set lo up
 ip -n "$NS_FW" link set lo up
 ip -n "$NS_LH" addr add 198.51.100.1/24 dev "$VETH_LH"
@@ -242,14 +228,14 @@ mkdir -p "$FRR"
 printf 'hostname loghost\n' >"$FRR/zebra.conf"
 cp "$TMP/frr.conf" "$FRR/bgpd.conf"
 chown -R frr:frr "$FRR"
-PIDFILES+=("$FRR/bgpd.pid" "$FRR/zebra.pid")
 common=(-z "$FRR/zserv.api" --vty_socket "$FRR" -P 0 -u frr -g frr)
 ip netns exec "$NS_LH" /usr/lib/frr/zebra -d -f "$FRR/zebra.conf" -i "$FRR/zebra.pid" "${common[@]}" \
 	-s 90000000 --log "file:$FRR/zebra.log" 2>>"$FRR/zebra.stderr"
+daemon_track zebra "$FRR/zebra.pid" || fail "zebra did not start"
 wait_for 10 test -S "$FRR/zserv.api" || fail "zebra did not start"
 ip netns exec "$NS_LH" /usr/lib/frr/bgpd -d -f "$FRR/bgpd.conf" -i "$FRR/bgpd.pid" "${common[@]}" \
 	--log "file:$FRR/bgpd.log"
-wait_for 10 test -s "$FRR/bgpd.pid" || fail "bgpd did not start"
+daemon_track bgpd-frr "$FRR/bgpd.pid" || fail "bgpd did not start"
 vty() { ip netns exec "$NS_LH" vtysh --vty_socket "$FRR" "$@"; }
 wait_for 10 vty -c 'show bgp summary' || fail "bgpd does not answer vtysh"
 running=$(vty -c 'show running-config')
@@ -279,9 +265,7 @@ OBG=$TMP/obgpd
 mkdir -p "$OBG"
 sed "s|^AS 64501$|AS 64501\nsocket \"$OBG/bgpd.sock\"|" "$TMP/bgpd.conf" >"$OBG/bgpd.conf"
 if [ ! -d /run/openbgpd ]; then mkdir -p /run/openbgpd; MADE_RUN_OPENBGPD=1; fi
-PIDFILES+=("$OBG/pid")
-ip netns exec "$NS_FW" bgpd -d -f "$OBG/bgpd.conf" >"$OBG/log" 2>&1 &
-echo $! >"$OBG/pid"
+daemon_start openbgpd "$OBG/log" ip netns exec "$NS_FW" bgpd -d -f "$OBG/bgpd.conf" || fail "OpenBGPD did not start"
 bgpctl() { command bgpctl -s "$OBG/bgpd.sock" "$@"; }
 established() { bgpctl show neighbor 198.51.100.1 | grep -q 'BGP state = Established'; }
 wait_for 30 established || fail "the BGP session does not come up"
@@ -289,20 +273,20 @@ ok "bgp session log host <-> firewall established"
 
 lh() { ip -n "$NS_LH" route add "$@"; }
 # Ours: the marker f2b-route sets (protocol 252, metric), the three types.
-lh blackhole 198.51.100.7 proto 252 metric $METRIC
-lh unreachable 198.51.100.10 proto 252 metric $METRIC
-lh prohibit 198.51.100.11 proto 252 metric $METRIC
-lh blackhole 2001:db8:5::7 proto 252 metric $METRIC
+lh blackhole 198.51.100.7 proto 252 metric "$METRIC"
+lh unreachable 198.51.100.10 proto 252 metric "$METRIC"
+lh prohibit 198.51.100.11 proto 252 metric "$METRIC"
+lh blackhole 2001:db8:5::7 proto 252 metric "$METRIC"
 # Not ours, never advertised.
 lh blackhole 198.51.100.8 proto 252 metric 5             # foreign metric
 lh blackhole 198.51.100.9 proto static                   # someone's own blackhole
 lh 198.51.100.20 dev "$VETH_LH"                          # foreign unicast /32
-lh 198.51.100.12 dev "$VETH_LH" metric $METRIC           # unicast with our metric
-lh blackhole 198.51.100.128/25 proto 252 metric $METRIC  # not a host route
-lh blackhole 203.0.113.5 proto 252 metric $METRIC        # protected, by hand
+lh 198.51.100.12 dev "$VETH_LH" metric "$METRIC"         # unicast with our metric
+lh blackhole 198.51.100.128/25 proto 252 metric "$METRIC" # not a host route
+lh blackhole 203.0.113.5 proto 252 metric "$METRIC"      # protected, by hand
 lh blackhole 2001:db8:5::8 proto 252 metric 5            # foreign metric
-lh blackhole 2001:db8:1::5 proto 252 metric $METRIC      # protected, by hand
-lh 2001:db8:5::12 dev "$VETH_LH" metric $METRIC          # unicast with our metric
+lh blackhole 2001:db8:1::5 proto 252 metric "$METRIC"    # protected, by hand
+lh 2001:db8:5::12 dev "$VETH_LH" metric "$METRIC"        # unicast with our metric
 
 want='198.51.100.10/32
 198.51.100.11/32
@@ -327,7 +311,7 @@ loc=$(bgpctl show rib | awk '$1 ~ /^\*/' | wc -l)
 ok "firewall RIB 'blackhole' holds exactly our 4 routes, tagged BLACKHOLE NO_EXPORT; Loc-RIB empty"
 
 # A withdrawal reaches the firewall.
-ip -n "$NS_LH" route del blackhole 198.51.100.7 proto 252 metric $METRIC
+ip -n "$NS_LH" route del blackhole 198.51.100.7 proto 252 metric "$METRIC"
 want='198.51.100.10/32
 198.51.100.11/32
 2001:db8:5::7/128'

@@ -16,14 +16,14 @@
 # prefixes (198.51.100.0/24, 2001:db8:1::/48) are f2b-route's `protect` list.
 # Every link is a veth pair created directly inside the namespaces: the host's
 # own interfaces, routes and firewall are never touched. Every daemon runs
-# with private paths under $TOPO_DIR and is stopped by PID (checked to belong
-# to one of our namespaces first) in topo_down, which the caller runs from
-# an EXIT trap.
+# with private paths under $TOPO_DIR, is tracked by PID and start time
+# (tests/lib/common.sh, which this file sources) and is stopped by PID in
+# topo_down, which the caller runs from an EXIT trap.
 #
 # Usage:
 #   TOPO_TAG=f2be                                # 4 characters, names things
 #   source tests/lib/topology.sh
-#   TOPO_BIN=${F2B_ROUTE:-$(topo_default_bin)}   # copied into $TOPO_DIR
+#   TOPO_BIN=$(f2b_route_bin)                    # copied into $TOPO_DIR
 #   trap topo_down EXIT
 #   topo_require_tools && topo_init && topo_net_up && topo_configure &&
 #     topo_start_all
@@ -40,8 +40,8 @@
 #                         dir before its config test
 #   TOPO_KEEP=1           keep $TOPO_DIR after topo_down
 
-TOPO_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOPO_REPO=$(cd "$TOPO_LIB_DIR/../.." && pwd)
+# shellcheck source=tests/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # --- addresses ------------------------------------------------------------
 TOPO_AS_LH=64500
@@ -60,37 +60,8 @@ TOPO_SSH_PORT=2222
 
 # --- small helpers --------------------------------------------------------
 
-# Where `cargo build --release --locked` puts the binary: .cargo/config.toml
-# names the host target (for crt-static), so target/<host triple>/release/.
-topo_default_bin() {
-	local host
-	host=$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')
-	[ -n "$host" ] || host=$(uname -m)-unknown-linux-gnu
-	echo "$TOPO_REPO/target/$host/release/f2b-route"
-}
-
-# Waits up to $1 seconds (may be fractional) for the command after it to
-# succeed; polls every 50 ms.
-topo_wait() {
-	local limit=$1; shift
-	local end
-	end=$(awk -v n="$EPOCHREALTIME" -v l="$limit" 'BEGIN { printf "%.3f", n + l }')
-	until "$@" >/dev/null 2>&1; do
-		awk -v n="$EPOCHREALTIME" -v e="$end" 'BEGIN { exit !(n < e) }' || return 1
-		sleep 0.05
-	done
-}
-
-# The Debian packages providing what the topology runs (for lab/run's apt).
+# The Debian packages providing what the topology runs (for install_packages).
 TOPO_PACKAGES=(iproute2 util-linux procps openssh-server openssh-client rsyslog fail2ban frr openbgpd jq python3-pyinotify)
-
-# The packages of TOPO_PACKAGES that are not installed, one per line.
-topo_missing_packages() {
-	local p
-	for p in "${TOPO_PACKAGES[@]}"; do
-		dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null | grep -qx installed || echo "$p"
-	done
-}
 
 # Events, as written by the watchers: "EPOCH TAG TEXT" lines. Prints the
 # time of the first line of FILE after line FROM with TAG whose text
@@ -103,20 +74,18 @@ topo_event_time() { # file from tag pattern timeout [nth]
 			'$2 == tag && index($0, pat) && ++n == nth { print $1; exit }')
 		[ -n "$t" ]
 	}
-	topo_wait "$timeout" _topo_event || return 1
+	wait_for "$timeout" _topo_event || return 1
 	echo "$t"
 }
 topo_lines() { wc -l <"$1"; }
 
 # Prints the missing tools, one per line; returns 1 if any.
 topo_missing_tools() {
-	local t missing=0
-	for t in ip unshare mount mknod sysctl awk jq ssh ssh-keygen /usr/sbin/sshd /usr/sbin/rsyslogd \
-		fail2ban-server fail2ban-client /usr/lib/frr/zebra /usr/lib/frr/bgpd vtysh bgpd bgpctl; do
-		command -v "$t" >/dev/null 2>&1 || { echo "$t"; missing=1; }
-	done
+	local missing=0
+	missing_commands ip unshare mount mknod sysctl awk jq ssh ssh-keygen /usr/sbin/sshd /usr/sbin/rsyslogd \
+		fail2ban-server fail2ban-client /usr/lib/frr/zebra /usr/lib/frr/bgpd vtysh bgpd bgpctl || missing=1
 	getent passwd frr >/dev/null || { echo "user frr (package frr)"; missing=1; }
-	return $missing
+	return "$missing"
 }
 
 topo_require_tools() {
@@ -126,7 +95,7 @@ topo_require_tools() {
 		return 1
 	fi
 	if ! missing=$(topo_missing_tools); then
-		echo "topology: missing tools: $(echo $missing) (Debian packages: ${TOPO_PACKAGES[*]})" >&2
+		echo "topology: missing tools: ${missing//$'\n'/ } (Debian packages: ${TOPO_PACKAGES[*]})" >&2
 		return 1
 	fi
 	if [ ! -x "${TOPO_BIN:-}" ]; then
@@ -161,7 +130,6 @@ topo_init() {
 	TOPO_BIN=$TOPO_DIR/f2b-route
 	mkdir -p "$TOPO_TR" "$TOPO_LH/remote" "$TOPO_FW" "$TOPO_F2B" "$TOPO_FRR" "$TOPO_STATE"
 	: >"$TOPO_EVENTS"
-	TOPO_PIDFILES=()   # name=pidfile, stopped in reverse order
 	TOPO_MADE_RUN_OPENBGPD=
 	TOPO_UP=1
 }
@@ -305,10 +273,10 @@ _topo_conf_fail2ban() {
 	# jail.d/defaults-debian.conf enables [sshd]).
 	rm -rf "$c"/jail.d/* "$c"/fail2ban.d/*
 	find "$c" -name '*.local' -delete
-	cp "$TOPO_REPO/action.d/route.local" "$TOPO_REPO/action.d/f2b-route.conf" "$c/action.d/"
+	cp "$REPO/action.d/route.local" "$REPO/action.d/f2b-route.conf" "$c/action.d/"
 	# The jail as shipped (DESIGN.md's, verbatim), only logpath adjusted.
 	sed "s|^logpath  = /var/log/remote/triton.log$|logpath  = $TOPO_REMOTE_LOG|" \
-		"$TOPO_REPO/jail.d/triton.conf" >"$c/jail.d/triton.conf"
+		"$REPO/jail.d/triton.conf" >"$c/jail.d/triton.conf"
 	grep -qxF "logpath  = $TOPO_REMOTE_LOG" "$c/jail.d/triton.conf" || {
 		echo "topology: jail.d/triton.conf has no 'logpath  = /var/log/remote/triton.log' line" >&2
 		return 1
@@ -382,8 +350,8 @@ _topo_conf_openbgpd() {
 }
 
 # --- daemons --------------------------------------------------------------
-
-_topo_track() { TOPO_PIDFILES+=("$1=$2"); } # name pidfile
+# Each is tracked by tests/lib/common.sh (daemon_start, daemon_track) under
+# its name, and stopped by PID in topo_down.
 
 topo_start_firewall() {
 	if [ ! -d /run/openbgpd ]; then
@@ -398,42 +366,37 @@ topo_start_firewall() {
 		wait
 	} | _topo_stamper obgpd >>"$TOPO_FW/bgpd.log" &
 	disown $!
-	topo_wait 5 test -s "$TOPO_FW/bgpd.pid"
-	_topo_track openbgpd "$TOPO_FW/bgpd.pid"
-	topo_wait 10 test -S "$TOPO_OBGPD_SOCK" || { echo "topology: OpenBGPD did not start" >&2; return 1; }
+	daemon_track openbgpd "$TOPO_FW/bgpd.pid" 5 || return 1
+	wait_for 10 test -S "$TOPO_OBGPD_SOCK" || { echo "topology: OpenBGPD did not start" >&2; return 1; }
 }
 
 topo_start_frr() {
 	local common=(-z "$TOPO_FRR/zserv.api" --vty_socket "$TOPO_FRR" -P 0 -u frr -g frr)
 	ip netns exec "$TOPO_NS_LH" /usr/lib/frr/zebra -d -f "$TOPO_FRR/zebra.conf" -i "$TOPO_FRR/zebra.pid" \
 		"${common[@]}" -s 90000000 --log "file:$TOPO_FRR/zebra.log" >>"$TOPO_FRR/stderr" 2>&1
-	_topo_track zebra "$TOPO_FRR/zebra.pid"
-	topo_wait 10 test -S "$TOPO_FRR/zserv.api" || { echo "topology: zebra did not start" >&2; return 1; }
+	daemon_track zebra "$TOPO_FRR/zebra.pid" || return 1
+	wait_for 10 test -S "$TOPO_FRR/zserv.api" || { echo "topology: zebra did not start" >&2; return 1; }
 	ip netns exec "$TOPO_NS_LH" /usr/lib/frr/bgpd -d -f "$TOPO_FRR/bgpd.conf" -i "$TOPO_FRR/bgpd.pid" \
 		"${common[@]}" --log "file:$TOPO_FRR/bgpd.log" >>"$TOPO_FRR/stderr" 2>&1
-	_topo_track bgpd-frr "$TOPO_FRR/bgpd.pid"
-	topo_wait 10 topo_vtysh -c 'show bgp summary' || { echo "topology: FRR bgpd does not answer" >&2; return 1; }
+	daemon_track bgpd-frr "$TOPO_FRR/bgpd.pid" || return 1
+	wait_for 10 topo_vtysh -c 'show bgp summary' || { echo "topology: FRR bgpd does not answer" >&2; return 1; }
 }
 
 topo_start_loghost_syslog() {
-	ip netns exec "$TOPO_NS_LH" /usr/sbin/rsyslogd -n -f "$TOPO_LH/rsyslog.conf" -i "$TOPO_LH/rsyslog.pid" \
-		>>"$TOPO_LH/rsyslog.out" 2>&1 &
-	disown $!
-	_topo_track rsyslog-loghost "$TOPO_LH/rsyslog.pid"
-	topo_wait 10 test -s "$TOPO_LH/rsyslog.pid" || { echo "topology: log host rsyslogd did not start" >&2; return 1; }
+	daemon_start rsyslog-loghost "$TOPO_LH/rsyslog.out" ip netns exec "$TOPO_NS_LH" \
+		/usr/sbin/rsyslogd -n -f "$TOPO_LH/rsyslog.conf" -i "$TOPO_LH/rsyslog.pid" || return 1
+	wait_for 10 test -s "$TOPO_LH/rsyslog.pid" || { echo "topology: log host rsyslogd did not start" >&2; return 1; }
 }
 
 topo_start_triton() {
-	ip netns exec "$TOPO_NS_TR" unshare --mount --uts --propagation private bash "$TOPO_TR/start" \
-		>>"$TOPO_TR/start.out" 2>&1 &
-	echo $! >"$TOPO_TR/main.pid"
-	disown $!
-	_topo_track rsyslog-triton "$TOPO_TR/rsyslog.pid"
-	_topo_track sshd "$TOPO_TR/main.pid"
-	topo_wait 10 test -s "$TOPO_TR/sshd.pid" || {
+	# sshd takes the place of the start script (exec: the same PID).
+	daemon_start sshd "$TOPO_TR/start.out" ip netns exec "$TOPO_NS_TR" \
+		unshare --mount --uts --propagation private bash "$TOPO_TR/start" || return 1
+	wait_for 10 test -s "$TOPO_TR/sshd.pid" || {
 		echo "topology: triton's sshd did not start: $(cat "$TOPO_TR/start.out")" >&2
 		return 1
 	}
+	daemon_track rsyslog-triton "$TOPO_TR/rsyslog.pid" || return 1
 }
 
 topo_f2b() { fail2ban-client -c "$TOPO_F2B_CONF" "$@"; }
@@ -441,16 +404,11 @@ topo_f2b() { fail2ban-client -c "$TOPO_F2B_CONF" "$@"; }
 # Starts fail2ban-server in the log host, in the foreground (-f) as a
 # background job, with the private config.
 topo_start_fail2ban() {
-	ip netns exec "$TOPO_NS_LH" fail2ban-server -c "$TOPO_F2B_CONF" -f -x \
-		>>"$TOPO_F2B/server.out" 2>&1 &
-	echo $! >"$TOPO_F2B/server.pid"
-	disown $!
-	local tracked=
-	for p in "${TOPO_PIDFILES[@]}"; do [ "$p" = "fail2ban=$TOPO_F2B/server.pid" ] && tracked=1; done
-	[ -n "$tracked" ] || _topo_track fail2ban "$TOPO_F2B/server.pid"
-	topo_wait 20 topo_f2b ping || { echo "topology: fail2ban-server does not answer" >&2; return 1; }
+	daemon_start fail2ban "$TOPO_F2B/server.out" ip netns exec "$TOPO_NS_LH" \
+		fail2ban-server -c "$TOPO_F2B_CONF" -f -x || return 1
+	wait_for 20 topo_f2b ping || { echo "topology: fail2ban-server does not answer" >&2; return 1; }
 	# All jails started (actionstart run, bans restored).
-	topo_wait 20 _topo_f2b_jails_up || { echo "topology: fail2ban jails did not start" >&2; return 1; }
+	wait_for 20 _topo_f2b_jails_up || { echo "topology: fail2ban jails did not start" >&2; return 1; }
 }
 _topo_f2b_jails_up() {
 	local want got
@@ -461,13 +419,14 @@ _topo_f2b_jails_up() {
 
 # Stops fail2ban: `graceful` (fail2ban-client stop) or `kill9`.
 topo_stop_fail2ban() {
-	local pid
-	pid=$(cat "$TOPO_F2B/server.pid")
 	case $1 in
 	graceful) topo_f2b stop >/dev/null ;;
-	kill9) _topo_kill KILL "$pid" ;;
+	kill9) daemon_signal KILL fail2ban ;;
 	esac
-	topo_wait 20 _topo_gone "$pid" || { echo "topology: fail2ban-server $pid did not stop" >&2; return 1; }
+	wait_for 20 daemon_gone fail2ban || {
+		echo "topology: fail2ban-server $(daemon_pid fail2ban) did not stop" >&2
+		return 1
+	}
 	# The killed server's socket is left behind; a new server started with
 	# -x removes it but logs "ERROR Fail2ban seems to be already running".
 	# A service manager cleans its runtime directory (RuntimeDirectory=);
@@ -504,8 +463,7 @@ topo_watch() { # tag ns cmd...
 	if [ -n "$ns" ]; then set -- ip netns exec "$ns" "$@"; fi
 	{ "$@" 2>&1 & echo $! >"$pf"; wait; } | _topo_stamper "$tag" >>"$TOPO_EVENTS" &
 	disown $!
-	topo_wait 5 test -s "$pf"
-	_topo_track "watch-$tag" "$pf"
+	daemon_track "watch-$tag" "$pf" 5
 }
 
 # --- witnesses ------------------------------------------------------------
@@ -569,37 +527,16 @@ topo_ssh_banner() { # ns src
 
 # --- tear-down ------------------------------------------------------------
 
-# Is this PID one of ours (running in one of our namespaces)?
-_topo_ours() {
-	local pid=$1 ns
-	[ -d "/proc/$pid" ] || return 1
-	ns=$(ip netns identify "$pid" 2>/dev/null) || return 1
-	for n in "${TOPO_ALL_NS[@]}"; do [ "$ns" = "$n" ] && return 0; done
-	return 1
-}
-_topo_kill() { # signal pid
-	_topo_ours "$2" && kill "-$1" "$2" 2>/dev/null
-}
-_topo_gone() { ! kill -0 "$1" 2>/dev/null || [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
-
 topo_down() {
 	[ -n "${TOPO_UP:-}" ] || return 0
 	TOPO_UP=
-	local entry pf pid i pids=()
-	for ((i = ${#TOPO_PIDFILES[@]} - 1; i >= 0; i--)); do
-		entry=${TOPO_PIDFILES[i]}
-		pf=${entry#*=}
-		pid=$(cat "$pf" 2>/dev/null) || continue
-		[ -n "$pid" ] || continue
-		if _topo_kill TERM "$pid"; then pids+=("$pid"); fi
-	done
-	for pid in "${pids[@]}"; do
-		topo_wait 5 _topo_gone "$pid" || _topo_kill KILL "$pid"
-	done
+	# Every daemon by PID (and start time: a PID the kernel has reused since
+	# is left alone), the last started first.
+	daemon_stop_all 10
 	# Anything still in our namespaces (sshd's children, FRR helpers...).
-	local ns
+	local ns pid
 	for ns in "${TOPO_ALL_NS[@]}"; do
-		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+		while read -r pid; do kill -KILL "$pid" 2>/dev/null; done < <(ip netns pids "$ns" 2>/dev/null)
 	done
 	for ns in "${TOPO_ALL_NS[@]}"; do
 		ip netns del "$ns" 2>/dev/null
