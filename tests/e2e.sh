@@ -53,13 +53,17 @@ record() { # PASS|FAIL description evidence
 	[ -z "$3" ] || printf '%s\n' "$3" | indent
 	if [ "$1" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
 }
-# assert TIMEOUT DESCRIPTION EVIDENCE-SNIPPET CONDITION...: waits up to
-# TIMEOUT seconds for the condition, then records it with the evidence (a
-# shell snippet, run after the wait).
+# assert TIMEOUT DESCRIPTION EVIDENCE... -- CONDITION...: waits up to
+# TIMEOUT seconds for the condition (a command), then records it with the
+# evidence: the output of the evidence command, run after the wait.
 assert() {
-	local timeout=$1 desc=$2 evidence=$3 verdict=PASS; shift 3
+	local timeout=$1 desc=$2 verdict=PASS evidence=()
+	shift 2
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do evidence+=("$1"); shift; done
+	[ $# -gt 1 ] || { record FAIL "$desc" "assert: no '--' and condition after the evidence"; return; }
+	shift
 	wait_for "$timeout" "$@" || verdict=FAIL
-	record "$verdict" "$desc" "$(eval "$evidence" 2>&1)"
+	record "$verdict" "$desc" "$("${evidence[@]}" 2>&1)"
 }
 # A set-up step that must work, or nothing after it means anything.
 fatal() {
@@ -78,6 +82,8 @@ lines() { printf '%s\n' "$@" | grep . | sort; }
 # The marker routes in the log host's kernel are exactly these addresses
 # (the protected ones added by hand aside).
 kernel_is() { [ "$(topo_kernel_routes | grep -vxF -f <(printf '%s\n' "${HAND_PROTECTED[@]}"))" = "$(lines "$@")" ]; }
+# ... and the firewall's RIB holds exactly their prefixes.
+routes_are() { kernel_is "$@" && rib_is "$@"; }
 lh_show() { if [[ $1 == *:* ]]; then ip -n "$TOPO_NS_LH" -6 route show "$1"; else ip -n "$TOPO_NS_LH" route show "$1"; fi; }
 rib_is() {
 	local want=() a
@@ -90,10 +96,18 @@ rib_tagged() {
 	n=$(topo_rib_count)
 	[ "$n" -gt 0 ] && [ "$(topo_rib_communities | grep -c ' BLACKHOLE NO_EXPORT$')" = "$n" ]
 }
+# The RIB holds exactly these addresses' prefixes, each tagged.
+rib_is_tagged() { rib_is "$@" && rib_tagged; }
 f2b_log_has() { grep -qF -- "$1" "$TOPO_F2B_LOG"; }
 remote_log_count() { grep -cF -- "$1" "$TOPO_REMOTE_LOG" || true; }
+remote_log_at_least() { [ "$(remote_log_count "$2")" -ge "$1" ]; } # count text
 holds() { topo_f2b_route list --json | jq -r --arg a "$1" 'select(.address == $a) | .jails | join(",")'; }
 holds_are() { [ "$(holds "$1")" = "$2" ]; }
+all_held_by() { # jails address...
+	local jails=$1 a
+	shift
+	for a; do holds_are "$a" "$jails" || return 1; done
+}
 kernel_evidence() {
 	echo "log host kernel, ip -j route show proto 252:"
 	{
@@ -107,14 +121,20 @@ rib_evidence() {
 	[ "$(topo_rib_count)" != 0 ] || echo "(empty)"
 }
 banned_evidence() { echo "fail2ban, banned in any jail: $(topo_banned | tr '\n' ' ')"; }
+bans_kernel_rib_evidence() { banned_evidence; kernel_evidence; rib_evidence; }
 # The routes with our marker, minus the protected ones added by hand, are
 # exactly the addresses fail2ban has banned; the firewall has exactly those.
 routes_equal_bans() {
 	local bans
-	bans=$(topo_banned) || return 1
-	# shellcheck disable=SC2086
-	kernel_is $bans && rib_is $bans
+	mapfile -t bans < <(topo_banned) || return 1
+	routes_are "${bans[@]}"
 }
+# ... and fail2ban bans N addresses.
+routes_equal_n_bans() { routes_equal_bans && [ "$(topo_banned | wc -l)" = "$1" ]; }
+# ... and the bans are exactly these lines (topo_banned's output).
+routes_equal_these_bans() { routes_equal_bans && [ "$(topo_banned)" = "$1" ]; }
+# Prints the lines of FILE with the fixed string TEXT, the last N of them.
+log_lines() { grep -F -- "$2" "$1" | tail -n "${3:-1000}"; } # file text [n]
 errors_in_f2b_log() { grep -E ' (ERROR|CRITICAL) |Traceback' "$TOPO_F2B_LOG"; }
 no_errors_in_f2b_log() { ! errors_in_f2b_log >/dev/null; }
 
@@ -138,16 +158,16 @@ topo_configure 2>"$SETUP_ERR" || fatal "configuration (render, sshd, rsyslog, fa
 full=$(bgpd -n -f "$TOPO_FW/bgpd-full.rendered" 2>&1)
 rc=$?
 verdict=FAIL
-if [ $rc != 0 ] && grep -q 'pftable not supported' <<<"$full" && ! grep -qi 'syntax error' <<<"$full"; then
+if [ "$rc" != 0 ] && grep -q 'pftable not supported' <<<"$full" && ! grep -qi 'syntax error' <<<"$full"; then
 	verdict=PASS
 fi
-record $verdict "openbgpd: the full template fails bgpd -n on pftable support only" "exit $rc: $full"
+record "$verdict" "openbgpd: the full template fails bgpd -n on pftable support only" "exit $rc: $full"
 record PASS "openbgpd: the --no-pftable config passes bgpd -n" "$(cat "$TOPO_FW/check.out")"
 
 topo_start_all 2>>"$SETUP_ERR" || fatal "daemons start (OpenBGPD, zebra, bgpd, rsyslog x2, sshd, fail2ban)" "$(cat "$SETUP_ERR")"
+neighbor_evidence() { topo_bgpctl show neighbor "$TOPO_LH4" | grep -E "BGP state|Description"; }
 assert 30 "bgp: session log host (FRR) <-> firewall (OpenBGPD) established" \
-	'topo_bgpctl show neighbor "$TOPO_LH4" | grep -E "BGP state|Description"' \
-	topo_bgp_established
+	neighbor_evidence -- topo_bgp_established
 
 # Routes that are not f2b-route's, in the log host's kernel: never advertised.
 LF=${TOPO_IF}lf
@@ -165,81 +185,91 @@ lh_route blackhole 2001:db8:f::3/128 proto 252 metric 5
 lh_route blackhole 198.51.100.77/32 proto 252 metric 666      # protected, by hand
 lh_route blackhole 2001:db8:1:ff::77/128 proto 252 metric 666 # protected, by hand
 sleep 2
+foreign_evidence() {
+	echo "log host kernel:"
+	ip -n "$TOPO_NS_LH" route show 203.0.113.192/26
+	ip -n "$TOPO_NS_LH" route show 198.51.100.77
+	ip -n "$TOPO_NS_LH" -6 route show 2001:db8:f::/48
+	ip -n "$TOPO_NS_LH" -6 route show 2001:db8:1:ff::/64
+	rib_evidence
+}
 assert 0 "bgp: foreign and protected routes in the log host's kernel are not advertised" \
-	'echo "log host kernel:"; ip -n "$TOPO_NS_LH" route show 203.0.113.192/26; ip -n "$TOPO_NS_LH" route show 198.51.100.77; ip -n "$TOPO_NS_LH" -6 route show 2001:db8:f::/48; ip -n "$TOPO_NS_LH" -6 route show 2001:db8:1:ff::/64; rib_evidence' \
-	rib_is
+	foreign_evidence -- rib_is
 
 # --- a legitimate client --------------------------------------------------
 
 banner=$(topo_ssh_banner "$TOPO_NS_CL" "$TOPO_CL4")
 verdict=FAIL; [[ $banner == SSH-2.0-OpenSSH* ]] && verdict=PASS
-record $verdict "client $TOPO_CL4 reaches triton's sshd through the firewall" "banner: $banner"
+record "$verdict" "client $TOPO_CL4 reaches triton's sshd through the firewall" "banner: $banner"
 # Its connect-and-close is one failure for mode=aggressive: it shows the
 # syslog path works (and wakes up fail2ban's pyinotify backend, which takes
 # ~5 s to notice the first change of a log after it starts).
+client_log_evidence() { log_lines "$TOPO_REMOTE_LOG" "$TOPO_CL4" 1; log_lines "$TOPO_F2B_LOG" "Found $TOPO_CL4" 1; }
 assert 15 "syslog: triton's sshd line for the client reaches the log host and fail2ban" \
-	'grep -F "$TOPO_CL4" "$TOPO_REMOTE_LOG" | tail -n 1; grep -F "Found $TOPO_CL4" "$TOPO_F2B_LOG" | tail -n 1' \
-	f2b_log_has "[triton] Found $TOPO_CL4"
+	client_log_evidence -- f2b_log_has "[triton] Found $TOPO_CL4"
 
 # --- the attacker, IPv4 then IPv6 -----------------------------------------
 
-attack() { # address label
+found_ban_evidence() { grep -E "\[triton\] (Found|Ban) $1" "$TOPO_F2B_LOG" | tail -n 3; }
+attack() { # address
 	local a=$1 refused=0 i
 	for i in 1 2 3; do topo_failed_login "$a" && refused=$((refused + 1)); done
-	record "$([ $refused = 3 ] && echo PASS || echo FAIL)" \
+	record "$([ "$refused" = 3 ] && echo PASS || echo FAIL)" \
 		"attacker $a: 3 logins as invaliduser to triton (BatchMode) refused" "$refused of 3 refused (ssh exit 255)"
 	assert 5 "syslog: the 3 attempts from $a are in the log host's remote/triton.log" \
-		'grep -F "invalid user invaliduser $a " "$TOPO_REMOTE_LOG"' \
-		eval '[ "$(remote_log_count "Invalid user invaliduser from '"$a"' ")" -ge 3 ]'
+		log_lines "$TOPO_REMOTE_LOG" "invalid user invaliduser $a " -- \
+		remote_log_at_least 3 "Invalid user invaliduser from $a "
 	assert 10 "fail2ban: [triton] bans $a" \
-		'grep -E "\[triton\] (Found|Ban) $a" "$TOPO_F2B_LOG" | tail -n 3' \
-		f2b_log_has "[triton] Ban $a"
+		found_ban_evidence "$a" -- f2b_log_has "[triton] Ban $a"
 }
 
 attack "$AT4"
 assert 5 "kernel: blackhole $AT4/32 with f2b-route's marker (proto 252, metric 666) in the log host" \
-	kernel_evidence kernel_is "$AT4"
+	kernel_evidence -- kernel_is "$AT4"
 assert 10 "firewall: $AT4/32 in the RIB, tagged BLACKHOLE NO_EXPORT, nothing else" \
-	rib_evidence eval 'rib_is "$AT4" && rib_tagged'
+	rib_evidence -- rib_is_tagged "$AT4"
 
 attack "$AT6"
 assert 5 "kernel: blackhole $AT6/128 with f2b-route's marker in the log host" \
-	kernel_evidence kernel_is "$AT4" "$AT6"
+	kernel_evidence -- kernel_is "$AT4" "$AT6"
 assert 10 "firewall: $AT6/128 in the RIB too, tagged BLACKHOLE NO_EXPORT" \
-	rib_evidence eval 'rib_is "$AT4" "$AT6" && rib_tagged'
+	rib_evidence -- rib_is_tagged "$AT4" "$AT6"
 
 banner=$(topo_ssh_banner "$TOPO_NS_CL" "$TOPO_CL6")
 verdict=FAIL
 if [[ $banner == SSH-2.0-OpenSSH* ]] && ! topo_banned | grep -qx -e "$TOPO_CL4" -e "$TOPO_CL6"; then
 	verdict=PASS
 fi
-record $verdict "client: still served, never banned (below maxretry)" "banner over IPv6: $banner; $(banned_evidence)"
+record "$verdict" "client: still served, never banned (below maxretry)" "banner over IPv6: $banner; $(banned_evidence)"
 
 # --- a second jail holds the route ----------------------------------------
 
 # [recidive] (stock filter on fail2ban's own log, maxretry 1) bans whatever
 # [triton] bans; f2b-route records one hold per jail.
 assert 10 "fail2ban: [recidive] bans $AT4 and $AT6 as well" \
-	'grep -F "[recidive] Ban" "$TOPO_F2B_LOG"' \
-	eval 'holds_are "$AT4" recidive,triton && holds_are "$AT6" recidive,triton'
+	log_lines "$TOPO_F2B_LOG" "[recidive] Ban" -- all_held_by recidive,triton "$AT4" "$AT6"
 topo_f2b set triton unbanip "$AT4" >/dev/null
 wait_for 10 f2b_log_has "[triton] Unban $AT4"
 wait_for 10 holds_are "$AT4" recidive
 sleep 2
+unban_evidence() { # address
+	log_lines "$TOPO_F2B_LOG" "Unban $1"
+	echo "f2b-route holds for $1: $(holds "$1")"
+	kernel_evidence
+	rib_evidence
+}
 assert 0 "second jail: [triton] unbans $AT4, [recidive] still bans it: route kept in kernel and firewall" \
-	'grep -F "Unban $AT4" "$TOPO_F2B_LOG"; echo "f2b-route holds for $AT4: $(holds "$AT4")"; kernel_evidence; rib_evidence' \
-	eval 'kernel_is "$AT4" "$AT6" && rib_is "$AT4" "$AT6"'
+	unban_evidence "$AT4" -- routes_are "$AT4" "$AT6"
 
 # --- unban withdraws ------------------------------------------------------
 
+log_kernel_rib_evidence() { log_lines "$TOPO_F2B_LOG" "$1" "${2:-1000}"; kernel_evidence; rib_evidence; } # text [n]
 topo_f2b unban "$AT4" >/dev/null
 assert 10 "fail2ban-client unban $AT4: gone from the log host's kernel and the firewall's RIB" \
-	'grep -F "Unban $AT4" "$TOPO_F2B_LOG"; kernel_evidence; rib_evidence' \
-	eval 'kernel_is "$AT6" && rib_is "$AT6"'
+	log_kernel_rib_evidence "Unban $AT4" -- routes_are "$AT6"
 topo_f2b unban "$AT6" >/dev/null
 assert 10 "fail2ban-client unban $AT6: withdrawn too, firewall RIB empty" \
-	'grep -F "Unban $AT6" "$TOPO_F2B_LOG"; kernel_evidence; rib_evidence' \
-	eval 'kernel_is && rib_is'
+	log_kernel_rib_evidence "Unban $AT6" -- routes_are
 
 # --- restarts -------------------------------------------------------------
 
@@ -248,37 +278,40 @@ topo_f2b set triton banip "${BANS[@]}" >/dev/null
 topo_f2b set recidive banip 203.0.113.52 >/dev/null
 all_bans=("${BANS[@]}" 203.0.113.52)
 assert 10 "fail2ban banip of ${#all_bans[@]} addresses (two jails): routes equal bans, in the firewall too" \
-	'banned_evidence; kernel_evidence; rib_evidence' \
-	eval 'routes_equal_bans && [ "$(topo_banned | wc -l)" = 5 ]'
+	bans_kernel_rib_evidence -- routes_equal_n_bans 5
 
 before=$(topo_banned)
+mapfile -t before_list <<<"$before"
 topo_stop_fail2ban graceful || fatal "fail2ban-client stop"
+stop_evidence() { tail -n 4 "$TOPO_F2B_LOG"; kernel_evidence; rib_evidence; }
 assert 10 "fail2ban graceful stop: every route withdrawn (kernel and firewall)" \
-	'tail -n 4 "$TOPO_F2B_LOG"; kernel_evidence; rib_evidence' \
-	eval 'kernel_is && rib_is'
+	stop_evidence -- routes_are
 topo_start_fail2ban || fatal "fail2ban restart"
+restore_evidence() { echo "Restore Ban lines: $(grep -c "Restore Ban" "$TOPO_F2B_LOG")"; bans_kernel_rib_evidence; }
 assert 15 "fail2ban restart: bans restored, routes equal bans, no orphan" \
-	'grep -c "Restore Ban" "$TOPO_F2B_LOG" | sed "s/^/Restore Ban lines: /"; banned_evidence; kernel_evidence; rib_evidence' \
-	eval 'routes_equal_bans && [ "$(topo_banned)" = "$before" ]'
+	restore_evidence -- routes_equal_these_bans "$before"
 
 topo_stop_fail2ban kill9 || fatal "kill -9 fail2ban-server"
 assert 0 "fail2ban kill -9: the routes stay (fail2ban could not withdraw them)" \
-	kernel_evidence eval 'kernel_is $before'
+	kernel_evidence -- kernel_is "${before_list[@]}"
 topo_start_fail2ban || fatal "fail2ban start after kill -9"
 assert 15 "fail2ban start after kill -9: bans restored, routes equal bans, no orphan" \
-	'banned_evidence; kernel_evidence; rib_evidence' \
-	eval 'routes_equal_bans && [ "$(topo_banned)" = "$before" ]'
+	bans_kernel_rib_evidence -- routes_equal_these_bans "$before"
 
 # After the crash, one ban ends: the route goes (the stock action, whose
 # re-ban failed with "File exists", would leave it for ever).
 topo_f2b unban 203.0.113.50 >/dev/null
+not_in_rib() { ! topo_rib | grep -qxF "$1"; }
+routes_equal_bans_without_prefix() { routes_equal_bans && not_in_rib "$1"; }
 assert 10 "after kill -9 and restart, unban still withdraws" \
-	'grep -F "Unban 203.0.113.50" "$TOPO_F2B_LOG" | tail -n 2; kernel_evidence; rib_evidence' \
-	eval 'routes_equal_bans && ! topo_rib | grep -qx 203.0.113.50/32'
+	log_kernel_rib_evidence "Unban 203.0.113.50" 2 -- routes_equal_bans_without_prefix 203.0.113.50/32
 
+f2b_errors_evidence() {
+	echo "$(grep -c " NOTICE " "$TOPO_F2B_LOG") NOTICE lines, errors: $(errors_in_f2b_log | wc -l)"
+	errors_in_f2b_log | head -n 5
+}
 assert 0 "fail2ban log: no ERROR, CRITICAL or Traceback (bans, unbans, graceful and kill -9 restarts)" \
-	'echo "$(grep -c " NOTICE " "$TOPO_F2B_LOG") NOTICE lines, errors: $(errors_in_f2b_log | wc -l)"; errors_in_f2b_log | head -n 5' \
-	no_errors_in_f2b_log
+	f2b_errors_evidence -- no_errors_in_f2b_log
 
 # A crash that loses fail2ban's database: fail2ban rescans its logs from
 # the start and bans again what they still justify (the attacker, and through
@@ -289,16 +322,21 @@ topo_stop_fail2ban kill9 || fatal "kill -9 fail2ban-server"
 rm -f "$TOPO_F2B/fail2ban.sqlite3"
 topo_start_fail2ban || fatal "fail2ban start without its database"
 sleep 2
+routes_equal_bans_without_ban() { routes_equal_bans && ! topo_banned | grep -qxF "$1"; }
 assert 10 "fail2ban kill -9 and lost database: routes equal the bans found again, no orphan (203.0.113.52 gone)" \
-	'banned_evidence; kernel_evidence; rib_evidence' \
-	eval 'routes_equal_bans && ! topo_banned | grep -qx 203.0.113.52'
+	bans_kernel_rib_evidence -- routes_equal_bans_without_ban 203.0.113.52
 # Rescanning its own log while writing to it, [recidive] may log "ERROR
 # Unable to get failures in .../fail2ban.log" (fail2ban's own reader); the
 # actions must not fail.
 action_errors() { grep -E ' (ERROR|CRITICAL) ' "$TOPO_F2B_LOG" | grep -v 'Unable to get failures in '; }
+no_action_errors() { [ -z "$(action_errors)" ]; }
+action_errors_evidence() {
+	echo "$(action_errors | wc -l) errors"
+	action_errors | head -n 5
+	grep -E " ERROR " "$TOPO_F2B_LOG" | grep "Unable to get failures" | sed "s/^/not ours: /"
+}
 assert 0 "fail2ban log: no action error after the lost database either" \
-	'echo "$(action_errors | wc -l) errors"; action_errors | head -n 5; grep -E " ERROR " "$TOPO_F2B_LOG" | grep "Unable to get failures" | sed "s/^/not ours: /"' \
-	eval '[ -z "$(action_errors)" ]'
+	action_errors_evidence -- no_action_errors
 
 # Still never advertised, after all of the above. (The protected routes
 # added by hand carry f2b-route's marker without a hold: `f2b-route check`,
@@ -309,12 +347,18 @@ never_advertised() {
 	! topo_rib | grep -qxF -f <(printf '%s\n' "${not_ours[@]}") || return 1
 	for p in "${FOREIGN[@]}"; do [ -n "$(lh_show "$p")" ] || return 1; done
 }
+not_ours_evidence() {
+	local p
+	for p in "${not_ours[@]}"; do
+		printf "%-22s firewall RIB: %s  kernel: %s\n" "$p" "$(topo_rib | grep -cxF "$p")" "$(lh_show "$p")"
+	done
+}
 assert 0 "bgp: the foreign and protected routes were never advertised; the foreign ones are still in the kernel" \
-	'for p in "${not_ours[@]}"; do printf "%-22s firewall RIB: %s  kernel: %s\n" "$p" "$(topo_rib | grep -cx "$p")" "$(lh_show "$p")"; done' \
-	never_advertised
+	not_ours_evidence -- never_advertised
+session_evidence() { grep -E "state change" "$TOPO_FW/bgpd.log" | cut -d" " -f3-; }
+session_never_dropped() { ! grep -q "state change Established ->" "$TOPO_FW/bgpd.log"; }
 assert 0 "bgp: the session stayed up the whole run" \
-	'grep -E "state change" "$TOPO_FW/bgpd.log" | cut -d" " -f3-' \
-	eval '! grep -q "state change Established ->" "$TOPO_FW/bgpd.log"'
+	session_evidence -- session_never_dropped
 
 # --- tear-down ------------------------------------------------------------
 
