@@ -732,7 +732,7 @@ fn bulk_via_stdin() {
         .arg(format!(
             "ip netns exec {} {} --config {} --state-dir {} list --json | head -n 1 >/dev/null",
             ns.name,
-            BIN,
+            bin(),
             ns.config_path().display(),
             ns.state_dir().display()
         ))
@@ -871,19 +871,10 @@ fn check_valid_config() {
 
 #[test]
 fn check_without_permission_fails() {
+    // The capability is asked for before anything else is touched.
     let ns = Netns::new();
-    // let nobody write the state dir so that only the capability is missing
-    let st = std::process::Command::new("chmod")
-        .args([
-            "0777",
-            &ns.dir.display().to_string(),
-            &ns.state_dir().display().to_string(),
-        ])
-        .status()
-        .expect("chmod");
-    assert!(st.success());
-    let r = ns.f2b_as_nobody(&["check"]);
-    assert_ne!(r.code, 0, "check without CAP_NET_ADMIN must fail\n{r}");
+    let r = ns.f2b_as_nobody(&["check"]).code(EXIT_PERMISSION);
+    assert!(r.stderr.contains("CAP_NET_ADMIN"), "{r}");
     let before = ns.routes();
     let r = ns
         .f2b_as_nobody(&["add", "198.51.100.7"])
@@ -1076,18 +1067,30 @@ fn concurrent_add_del_same_address_keeps_holds_consistent() {
 }
 
 #[test]
-fn check_fails_on_unwritable_state_dir() {
+fn check_fails_on_an_unusable_state_dir() {
     let ns = Netns::new();
+    let config = ns.config_path().display().to_string();
+    // A regular file is no directory: both checks say so.
+    let file = ns.dir.join("a-file").display().to_string();
+    std::fs::write(&file, "").unwrap();
+    for args in [vec!["check"], vec!["check", "--repair"]] {
+        let mut all = vec!["--config", &config, "--state-dir", &file];
+        all.extend(args);
+        ns.f2b_bare(&all).code(EXIT_PERMISSION);
+    }
+    // Under /proc nothing can be made: the plain check cannot know without
+    // trying (it changes nothing), the repair, which makes the dir, fails.
     let r = ns.f2b_bare(&[
         "--config",
-        &ns.config_path().display().to_string(),
+        &config,
         "--state-dir",
         "/proc/f2b-route-cannot-exist",
         "check",
+        "--repair",
     ]);
     assert_ne!(
-        r.code, 0,
-        "check must fail when the state dir is not writable\n{r}"
+        r.code, EXIT_OK,
+        "check --repair must fail when the state dir cannot be made\n{r}"
     );
 }
 

@@ -21,17 +21,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ipnet::IpNet;
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_f2b-route");
+use f2b_route::exit::Exit;
 
-/// Exit codes from the contract.
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_FAILURE: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
-pub const EXIT_GUARD: i32 = 3;
-pub const EXIT_PERMISSION: i32 = 4;
-pub const EXIT_CONFLICT: i32 = 5;
-pub const EXIT_CONFIG: i32 = 6;
+/// The binary under test: cargo's, or `F2B_ROUTE_UNDER_TEST` (to show that
+/// a regression test fails on an older build).
+pub fn bin() -> String {
+    std::env::var("F2B_ROUTE_UNDER_TEST")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_f2b-route").to_string())
+}
+
+/// Exit codes from the contract (the one `Exit` definition).
+pub const EXIT_OK: i32 = Exit::Ok as i32;
+pub const EXIT_FAILURE: i32 = Exit::Failure as i32;
+pub const EXIT_USAGE: i32 = Exit::Usage as i32;
+pub const EXIT_GUARD: i32 = Exit::Refused as i32;
+pub const EXIT_PERMISSION: i32 = Exit::NoPermission as i32;
+pub const EXIT_CONFLICT: i32 = Exit::Conflict as i32;
+pub const EXIT_CONFIG: i32 = Exit::Config as i32;
 
 /// Route types (rtm_type) as printed by `ip -N`.
 pub const RTN_UNICAST: u8 = 1;
@@ -424,7 +430,7 @@ impl Netns {
             self.name.clone(),
         ];
         args.extend(wrapper.iter().map(|s| s.to_string()));
-        args.push(BIN.into());
+        args.push(bin());
         args
     }
 
