@@ -7,7 +7,9 @@
 #             with a syntax error.
 #   fail2ban  `fail2ban-client -t` on a private copy of /etc/fail2ban with our
 #             action.d and jail.d; the commands fail2ban resolves for
-#             `banaction = route` and for the named action; and the order in
+#             `banaction = route` and for the named action, and that the two
+#             resolve to the same commands (`fail2ban-client -d`, with the
+#             default blocktype and with blocktype=unreachable); and the order in
 #             which a private fail2ban-server runs them (start, ban, reload,
 #             unban --all, stop, kill -9 and restart), with a stand-in for
 #             f2b-route that records its arguments.
@@ -112,7 +114,9 @@ F2B=$TMP/f2b
 CONF=$F2B/etc
 mkdir -p "$F2B"
 cp -r /etc/fail2ban "$CONF"
-rm -f "$CONF"/jail.d/*
+# Hermetic: none of this machine's own jails or overrides.
+rm -rf "$CONF"/jail.d/* "$CONF"/fail2ban.d/* "$CONF"/action.d/route.d "$CONF"/action.d/f2b-route.d
+find "$CONF" -name '*.local' -delete
 cp "$REPO"/action.d/route.local "$REPO"/action.d/f2b-route.conf "$CONF/action.d/"
 # The stand-in for f2b-route: records its arguments, succeeds.
 cat >"$F2B/f2b-route" <<EOF
@@ -132,6 +136,14 @@ logpath  = $F2B/other.log
 filter   = sshd
 action   = f2b-route[blocktype=unreachable, f2b_route="$F2B/f2b-route --state-dir $F2B/state"]
 EOF
+# The same action, as the stock route with our route.local and as our named
+# action, with the default blocktype and with another (for -d only).
+for j in route:'banaction = route' named:'action = f2b-route' \
+	route-unreachable:'banaction = route[blocktype=unreachable]' \
+	named-unreachable:'action = f2b-route[blocktype=unreachable]'; do
+	printf '[cmp-%s]\nenabled = true\nport = 2222\nlogpath = %s\nfilter = sshd\n%s\n\n' \
+		"${j%%:*}" "$F2B/other.log" "${j#*:}"
+done >"$CONF/jail.d/compare.conf"
 cat >"$CONF/fail2ban.local" <<EOF
 [Definition]
 allowipv6 = auto
@@ -144,7 +156,8 @@ EOF
 out=$(fail2ban-client -c "$CONF" -t 2>&1) || fail "fail2ban-client -t: $out"
 ok "fail2ban: configuration test ($out)"
 
-dump=$(fail2ban-client -c "$CONF" -d 2>&1)
+fail2ban-client -c "$CONF" -d >"$F2B/dump" 2>&1 || fail "fail2ban-client -d: $(tail -n 5 "$F2B/dump")"
+dump=$(<"$F2B/dump")
 expect_cmd() { # jail, action, key, command
 	grep -F "['multi-set', '$1', 'action', '$2'," <<<"$dump" | grep -qF "['$3', '$4']" \
 		|| fail "fail2ban: $1/$2 $3 is not: $4"
@@ -158,8 +171,52 @@ expect_cmd triton route actioncheck 'f2b-route check'
 expect_cmd named f2b-route actionban "$F2B/f2b-route --state-dir $F2B/state add --jail named --type unreachable <ip>"
 ok "fail2ban: banaction = route and action = f2b-route[...] resolve to f2b-route commands"
 
-# The lifecycle, run by a private fail2ban-server through the stand-in.
-sed -i "s|^f2b_route = f2b-route$|f2b_route = $F2B/f2b-route|" "$CONF/action.d/route.local"
+# What fail2ban resolved for JAIL's action, from the dump of -d: one
+# "key<TAB>value" line per command and option, sorted, the jail's name
+# written <name>. Left out: port, protocol and chain (the banaction form
+# passes them, jail.conf's action_), actname (the action file's name) and
+# name (the jail's).
+resolved_action() { # jail
+	python3 - "$F2B/dump" "$1" <<'PY' | sort
+import ast, re, sys
+dump, jail = sys.argv[1], sys.argv[2]
+name = re.compile(r'(?<![\w-])' + re.escape(jail) + r'(?![\w-])')
+for line in open(dump):
+    line = line.strip()
+    if not line.startswith("['multi-set', "):
+        continue
+    cmd = ast.literal_eval(line)
+    if cmd[1] != jail or cmd[2] != 'action':
+        continue
+    for key, value in cmd[4]:
+        if key not in ('port', 'protocol', 'chain', 'actname', 'name'):
+            print('%s\t%s' % (key, name.sub('<name>', str(value))))
+PY
+}
+same_action() { # jail-a jail-b blocktype
+	local a b
+	a=$(resolved_action "$1") b=$(resolved_action "$2")
+	[ -n "$a" ] || fail "fail2ban -d: no action for [$1]"
+	[ "$a" = "$b" ] || fail "fail2ban -d: [$1] and [$2] resolve differently:
+$(diff <(printf '%s\n' "$a") <(printf '%s\n' "$b"))"
+	grep -qxF "blocktype	$3" <<<"$a" || fail "fail2ban -d: [$1] blocktype is not $3:
+$a"
+	grep -q "^actionban	.* add --jail <name> --type $3 " <<<"$a" || fail "fail2ban -d: [$1] does not ban with --type $3:
+$a"
+	for key in actionstart actionstop actionflush actioncheck actionrepair actionban actionunban; do
+		grep -q "^$key	.*f2b-route" <<<"$a" || fail "fail2ban -d: [$1] $key does not run f2b-route:
+$a"
+	done
+}
+same_action cmp-route cmp-named blackhole
+same_action cmp-route-unreachable cmp-named-unreachable unreachable
+ok "fail2ban -d: banaction = route (route.conf + route.local) and action = f2b-route resolve to the same $(resolved_action cmp-route | wc -l) commands and options, blocktype blackhole by default and unreachable when asked"
+rm "$CONF/jail.d/compare.conf"
+
+# The lifecycle, run by a private fail2ban-server through the stand-in
+# (named in a drop-in, read after route.local).
+mkdir -p "$CONF/action.d/route.d"
+printf '[Init]\nf2b_route = %s\n' "$F2B/f2b-route" >"$CONF/action.d/route.d/stand-in.local"
 client() { fail2ban-client -c "$CONF" "$@" >/dev/null; }
 start_f2b() {
 	rm -f "$F2B/sock" "$F2B/pid"
