@@ -118,10 +118,12 @@ cp -r /etc/fail2ban "$CONF"
 rm -rf "$CONF"/jail.d/* "$CONF"/fail2ban.d/* "$CONF"/action.d/route.d "$CONF"/action.d/f2b-route.d
 find "$CONF" -name '*.local' -delete
 cp "$REPO"/action.d/route.local "$REPO"/action.d/f2b-route.conf "$CONF/action.d/"
-# The stand-in for f2b-route: records its arguments, succeeds.
+# The stand-in for f2b-route: records its arguments, succeeds. calls gets
+# them joined by spaces, argv their count and each one in brackets.
 cat >"$F2B/f2b-route" <<EOF
 #!/bin/sh
 echo "\$*" >>"$F2B/calls"
+{ printf '%s:' "\$#"; printf ' [%s]' "\$@"; echo; } >>"$F2B/argv"
 EOF
 chmod +x "$F2B/f2b-route"
 touch "$F2B/triton.log" "$F2B/other.log" "$F2B/calls"
@@ -162,13 +164,13 @@ expect_cmd() { # jail, action, key, command
 	grep -F "['multi-set', '$1', 'action', '$2'," <<<"$dump" | grep -qF "['$3', '$4']" \
 		|| fail "fail2ban: $1/$2 $3 is not: $4"
 }
-expect_cmd triton route actionban 'f2b-route add --jail triton --type blackhole <ip>'
-expect_cmd triton route actionunban 'f2b-route del --jail triton <ip>'
+expect_cmd triton route actionban 'f2b-route add --jail triton --type blackhole -- "<ip>"'
+expect_cmd triton route actionunban 'f2b-route del --jail triton -- "<ip>"'
 expect_cmd triton route actionflush 'f2b-route flush --jail triton'
 expect_cmd triton route actionstop 'f2b-route flush --jail triton'
 expect_cmd triton route actionstart 'f2b-route check && f2b-route flush --jail triton'
 expect_cmd triton route actioncheck 'f2b-route check'
-expect_cmd named f2b-route actionban "$F2B/f2b-route --state-dir $F2B/state add --jail named --type unreachable <ip>"
+expect_cmd named f2b-route actionban "$F2B/f2b-route --state-dir $F2B/state add --jail named --type unreachable -- \"<ip>\""
 ok "fail2ban: banaction = route and action = f2b-route[...] resolve to f2b-route commands"
 
 # What fail2ban resolved for JAIL's action, from the dump of -d: one
@@ -243,27 +245,46 @@ $want"
 start_f2b
 calls_are 'check' 'flush --jail triton'
 client set triton banip 198.51.100.7 2001:db8:5::7
-calls_are 'add --jail triton --type blackhole 198.51.100.7' 'add --jail triton --type blackhole 2001:db8:5::7'
+calls_are 'add --jail triton --type blackhole -- 198.51.100.7' 'add --jail triton --type blackhole -- 2001:db8:5::7'
 client set triton unbanip 198.51.100.7
-calls_are 'del --jail triton 198.51.100.7'
+calls_are 'del --jail triton -- 198.51.100.7'
+# Raw IDs (banip takes any string; so does a filter's <F-ID>): each reaches
+# the command as one argument after --. fail2ban inlines 'a b' as it is and
+# passes '*' (a shell special character) through a shell variable: unquoted,
+# the first would be two addresses and the second every file in fail2ban's
+# working directory.
+: >"$F2B/argv"
+client set triton banip 'a b' '*'
+client set triton unbanip 'a b' '*'
+calls_are 'add --jail triton --type blackhole -- a b' 'add --jail triton --type blackhole -- *' \
+	'del --jail triton -- a b' 'del --jail triton -- *'
+got=$(grep -v -- '\[--state-dir\]' "$F2B/argv")
+want='7: [add] [--jail] [triton] [--type] [blackhole] [--] [a b]
+7: [add] [--jail] [triton] [--type] [blackhole] [--] [*]
+5: [del] [--jail] [triton] [--] [a b]
+5: [del] [--jail] [triton] [--] [*]'
+[ "$got" = "$want" ] || fail "raw IDs: the stand-in got
+$got
+expected
+$want"
 client reload
 sleep 1
 calls_are # a reload neither flushes nor re-adds
 client unban --all
 calls_are 'flush --jail triton'
 client set triton banip 198.51.100.8
-calls_are 'add --jail triton --type blackhole 198.51.100.8'
+calls_are 'add --jail triton --type blackhole -- 198.51.100.8'
 daemon_signal KILL fail2ban || fail "fail2ban-server is not running"
 wait_for 10 daemon_gone fail2ban || fail "fail2ban-server survived SIGKILL"
 start_f2b
-calls_are 'check' 'flush --jail triton' 'add --jail triton --type blackhole 198.51.100.8'
+calls_are 'check' 'flush --jail triton' 'add --jail triton --type blackhole -- 198.51.100.8'
 client stop
 wait_for 10 test ! -e "$F2B/sock" || fail "fail2ban-server did not stop"
 wait_for 10 daemon_gone fail2ban || fail "fail2ban-server $(daemon_pid fail2ban) did not exit"
 got=$(triton_calls | sort -u)
 [ "$got" = 'flush --jail triton' ] || fail "fail2ban stop ran: $got"
 if grep -E 'ERROR|CRITICAL' "$F2B/f2b.log"; then fail "errors in fail2ban's log"; fi
-ok "fail2ban: start releases stale holds, ban/unban/unban --all/reload, kill -9 + restore, stop flushes; no error"
+ok "fail2ban: start releases stale holds, ban/unban/unban --all/reload, raw IDs one argument each, kill -9 + restore, stop flushes; no error"
 
 # --- FRR + OpenBGPD in namespaces -----------------------------------------
 out=$(vtysh --dryrun -f "$TMP/frr.conf" 2>&1) || fail "vtysh --dryrun: $out"
