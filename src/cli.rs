@@ -53,6 +53,43 @@ pub enum Command {
     Check(CheckArgs),
     /// Print a config for FRR, OpenBGPD, pf or fail2ban filled in from this config
     Render(RenderArgs),
+    /// Counts of routes and holds, and whether the ledger and the kernel agree (read-only)
+    Stats(StatsArgs),
+    /// The same as Prometheus text, on stdout or into node_exporter's textfile directory
+    Metrics(MetricsArgs),
+    /// Write the man pages or the shell completions into DIR (for packaging)
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// One JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Write DIR/f2b-route.prom atomically (node_exporter's --collector.textfile.directory)
+    #[arg(long, value_name = "DIR", value_parser = parse_absolute)]
+    pub textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generated {
+    /// f2b-route.8 and a page per command (f2b-route-add.8, ...)
+    Man,
+    /// bash (f2b-route.bash), zsh (_f2b-route) and fish (f2b-route.fish)
+    Completions,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    pub what: Generated,
+    /// Where to write the files (absolute)
+    #[arg(value_name = "DIR", value_parser = parse_absolute)]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

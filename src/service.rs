@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::guard::{Guard, Rule};
 use crate::kernel::{Added, Kernel, KernelError};
-use crate::ledger::{self, Access, Holders, Holds, Ledger, LedgerError};
+use crate::ledger::{self, Access, Counter, Counts, Holders, Holds, Ledger, LedgerError};
 use crate::model::{LocalAddr, Lookup, Marker, OwnedRoute, RouteDesc, RouteKind};
 
 /// From this many addresses on, a ban writes its holds on a second thread
@@ -211,6 +211,23 @@ pub struct Repaired {
     pub lost: usize,
 }
 
+/// Counts of what f2b-route owns and holds, and whether the ledger and the
+/// kernel agree.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Routes of ours by family ("inet", "inet6") and type, every pair present.
+    pub routes: Vec<(&'static str, RouteKind, usize)>,
+    /// Addresses each jail holds (jails holding nothing left out).
+    pub jails: Vec<(String, usize)>,
+    /// Addresses held by at least one jail.
+    pub held: usize,
+    /// When the oldest hold was taken (unix seconds).
+    pub oldest_hold: Option<u64>,
+    pub routes_without_holds: usize,
+    pub holds_without_routes: usize,
+    pub counters: Counts,
+}
+
 /// What a preflight found.
 #[derive(Debug)]
 pub struct Preflight {
@@ -243,10 +260,43 @@ impl<'a, K: Routes> Bans<'a, K> {
         Ledger::open(&self.state_dir, access)
     }
 
+    /// Count what a failed call refused or failed (a call that succeeds
+    /// counts under its own lock). Best effort: counting must not turn a
+    /// refusal into another error.
+    fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &result {
+            let (what, n) = match e {
+                Error::Refused(list) => (Counter::Refusals, list.len()),
+                Error::Conflict(list) => (Counter::Conflicts, list.len()),
+                _ => (Counter::Failures, 1),
+            };
+            if let Ok(mut ledger) = self.ledger(Access::Write) {
+                ledger.count(what, n);
+                let _ = ledger.finish();
+            }
+        }
+        result
+    }
+
+    /// The counters since the state dir was made.
+    pub fn counters(&self) -> Result<Counts, Error> {
+        Ok(self.ledger(Access::Read)?.counters()?)
+    }
+
     /// Blackhole `addrs` (valid, distinct host addresses) for `jail`: refuse
     /// the whole batch if the guard or a foreign route forbids one of them,
     /// else create the routes and record the holds.
     pub async fn ban(
+        &self,
+        jail: &str,
+        addrs: &[IpAddr],
+        kind: RouteKind,
+    ) -> Result<Banned, Error> {
+        let result = self.ban_now(jail, addrs, kind).await;
+        self.counted(result)
+    }
+
+    async fn ban_now(
         &self,
         jail: &str,
         addrs: &[IpAddr],
@@ -351,6 +401,8 @@ impl<'a, K: Routes> Bans<'a, K> {
                 }
             }
         }
+        ledger.count(Counter::Bans, banned.created.len());
+        ledger.count(Counter::Failures, banned.failures.len());
         ledger.finish()?;
         Ok(banned)
     }
@@ -360,6 +412,11 @@ impl<'a, K: Routes> Bans<'a, K> {
     /// crash in between leaves a route without hold, which keeps dropping
     /// (the safe side) until a repair removes it.
     pub async fn unban(&self, jail: Option<&str>, addrs: &[IpAddr]) -> Result<Unbanned, Error> {
+        let result = self.unban_now(jail, addrs).await;
+        self.counted(result)
+    }
+
+    async fn unban_now(&self, jail: Option<&str>, addrs: &[IpAddr]) -> Result<Unbanned, Error> {
         let mut ledger = self.ledger(Access::Write)?;
         let mut out = Unbanned::default();
         let unheld = match jail {
@@ -372,12 +429,17 @@ impl<'a, K: Routes> Bans<'a, K> {
             }
         };
         ledger.finish()?;
-        out.routes = self.remove(&unheld).await?;
+        out.routes = self.remove(&mut ledger, &unheld).await?;
         Ok(out)
     }
 
     /// Release every hold of `jail`; the routes only it held go.
     pub async fn flush_jail(&self, jail: &str) -> Result<Unbanned, Error> {
+        let result = self.flush_jail_now(jail).await;
+        self.counted(result)
+    }
+
+    async fn flush_jail_now(&self, jail: &str) -> Result<Unbanned, Error> {
         let mut ledger = self.ledger(Access::Write)?;
         ledger.sweep()?;
         let held = ledger.held_by(jail)?;
@@ -385,12 +447,17 @@ impl<'a, K: Routes> Bans<'a, K> {
         let unheld = release(&mut ledger, jail, &held, &mut out)?;
         ledger.forget_jail_if_empty(jail)?;
         ledger.finish()?;
-        out.routes = self.remove(&unheld).await?;
+        out.routes = self.remove(&mut ledger, &unheld).await?;
         Ok(out)
     }
 
     /// Remove every route of ours and every hold.
     pub async fn flush_all(&self) -> Result<Removed, Error> {
+        let result = self.flush_all_now().await;
+        self.counted(result)
+    }
+
+    async fn flush_all_now(&self) -> Result<Removed, Error> {
         let mut ledger = self.ledger(Access::Write)?;
         ledger.sweep()?;
         // Empty the ledger in one rename; remove its old tree on a second
@@ -407,7 +474,10 @@ impl<'a, K: Routes> Bans<'a, K> {
             // worth failing for.
             let _ = sweeper.join();
         }
-        Ok(removed(routes.iter().map(|r| r.addr), outcomes))
+        let out = removed(routes.iter().map(|r| r.addr), outcomes);
+        tally(&mut ledger, &out);
+        ledger.finish()?;
+        Ok(out)
     }
 
     /// Mend what an interrupted run left: drop holds whose route has gone,
@@ -416,6 +486,11 @@ impl<'a, K: Routes> Bans<'a, K> {
     /// interrupted: its routes stay (fail2ban's restore re-adds the bans,
     /// and `flush` removes the rest on purpose).
     pub async fn repair(&self) -> Result<Repaired, Error> {
+        let result = self.repair_now().await;
+        self.counted(result)
+    }
+
+    async fn repair_now(&self) -> Result<Repaired, Error> {
         let mut ledger = self.ledger(Access::Write)?;
         ledger.sweep()?;
         let mut routes = Vec::new();
@@ -443,6 +518,8 @@ impl<'a, K: Routes> Bans<'a, K> {
         }
         let outcomes = self.kernel.del_listed(&orphans, self.marker).await?;
         out.orphans = removed(orphans.iter().map(|r| r.addr), outcomes);
+        tally(&mut ledger, &out.orphans);
+        ledger.finish()?;
         Ok(out)
     }
 
@@ -452,6 +529,50 @@ impl<'a, K: Routes> Bans<'a, K> {
         self.kernel.local_addresses().await?;
         let state_exists = ledger::inspect(&self.state_dir)?;
         Ok(Preflight { state_exists })
+    }
+
+    /// Count routes and holds, read-only: the routes are dumped on this
+    /// thread while a second one reads the ledger.
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        let ledger = self.ledger(Access::Read)?;
+        let reader = std::thread::spawn(move || -> Result<(Holds, Counts), LedgerError> {
+            Ok((ledger.all()?, ledger.counters()?))
+        });
+        let mut by_kind = [[0usize; 3]; 2];
+        let mut routed = std::collections::HashSet::new();
+        let dumped = self
+            .kernel
+            .owned_each(self.marker, |r| {
+                let kind = RouteKind::ALL
+                    .iter()
+                    .position(|k| *k == r.kind)
+                    .unwrap_or(0);
+                by_kind[usize::from(r.addr.is_ipv6())][kind] += 1;
+                routed.insert(r.addr);
+            })
+            .await;
+        let read = reader.join().map_err(|_| Error::Panicked)?;
+        dumped?;
+        let (holds, counters) = read?;
+        let mut stats = Stats {
+            held: holds.len(),
+            oldest_hold: holds.oldest(),
+            jails: holds
+                .per_jail()
+                .into_iter()
+                .map(|(j, n)| (j.to_owned(), n))
+                .collect(),
+            routes_without_holds: routed.iter().filter(|ip| holds.get(ip).is_none()).count(),
+            holds_without_routes: holds.addresses().filter(|ip| !routed.contains(ip)).count(),
+            counters,
+            routes: Vec::new(),
+        };
+        for (f, family) in ["inet", "inet6"].into_iter().enumerate() {
+            for (k, kind) in RouteKind::ALL.into_iter().enumerate() {
+                stats.routes.push((family, kind, by_kind[f][k]));
+            }
+        }
+        Ok(stats)
     }
 
     /// Hand every route of ours, with its holders, to `sink`. The routes
@@ -492,13 +613,17 @@ impl<'a, K: Routes> Bans<'a, K> {
         Ok(written?)
     }
 
-    /// Delete our routes for `addrs`, whatever dropping type they have.
-    async fn remove(&self, addrs: &[IpAddr]) -> Result<Removed, Error> {
+    /// Delete our routes for `addrs`, whatever dropping type they have,
+    /// and count it in `ledger` (whose lock this run still holds).
+    async fn remove(&self, ledger: &mut Ledger, addrs: &[IpAddr]) -> Result<Removed, Error> {
         let outcomes = self
             .kernel
             .del(addrs, self.config.route_type, self.marker)
             .await?;
-        Ok(removed(addrs.iter().copied(), outcomes))
+        let out = removed(addrs.iter().copied(), outcomes);
+        tally(ledger, &out);
+        ledger.finish()?;
+        Ok(out)
     }
 }
 
@@ -537,6 +662,12 @@ fn release_new(
         }
     }
     Ok(())
+}
+
+/// Count a removal: routes removed are unbans, refused deletes failures.
+fn tally(ledger: &mut Ledger, out: &Removed) {
+    ledger.count(Counter::Unbans, out.removed.len());
+    ledger.count(Counter::Failures, out.failures.len());
 }
 
 fn removed(addrs: impl Iterator<Item = IpAddr>, outcomes: Vec<Result<bool, io::Error>>) -> Removed {

@@ -70,14 +70,31 @@ const MAX_LINKS: usize = 40;
 /// What the walk ends in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
-    Dir { create: bool },
+    Dir {
+        create: bool,
+    },
     File,
+    /// A directory to write output into, which may be another user's.
+    Output,
 }
 
 /// Open the directory `path` after checking it and every directory above it.
 /// With `create`, missing directories are made (the last 0700, others 0755).
 pub fn open_dir(path: &Path, create: bool) -> Result<Dir, TrustError> {
     let fd = walk(path, Target::Dir { create })?;
+    Ok(Dir {
+        fd,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Open the directory `path` to write output into (node_exporter's textfile
+/// directory, a package build's): every directory above it is checked as
+/// always, but it may belong to another user (the reader of what is written
+/// there), because nothing in it is followed or trusted: [`Dir::replace`]
+/// writes under a fresh name and renames into place.
+pub fn open_output_dir(path: &Path) -> Result<Dir, TrustError> {
+    let fd = walk(path, Target::Output)?;
     Ok(Dir {
         fd,
         path: path.to_path_buf(),
@@ -240,6 +257,13 @@ fn check(
         (Role::Target, Target::File) => SFlag::S_IFREG,
         _ => SFlag::S_IFDIR,
     };
+    if (role, target) == (Role::Target, Target::Output) {
+        return if kind(st) == want {
+            Ok(())
+        } else {
+            untrusted("not a directory".into())
+        };
+    }
     if kind(st) != want {
         return untrusted(if want == SFlag::S_IFREG {
             "not a regular file".into()
@@ -379,6 +403,24 @@ impl Dir {
     /// Rename `from` to `to`, both inside.
     pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
         Ok(renameat(self.fd(), from, self.fd(), to)?)
+    }
+
+    /// Make `name` hold `content` (mode `mode`) at once: written to a fresh
+    /// hidden name, then renamed over `name`, which is replaced, never
+    /// followed. A reader sees the old content or the new, never a part.
+    pub fn replace(&self, name: &str, content: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write;
+        let tmp = OsString::from(format!(".{name}.{}.tmp", std::process::id()));
+        self.unlink(&tmp)?;
+        let mut file = self.open(&tmp, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, mode)?;
+        let written = file
+            .write_all(content)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| self.rename(&tmp, OsStr::new(name)));
+        if written.is_err() {
+            let _ = self.unlink(&tmp);
+        }
+        written
     }
 
     /// Every entry but `.` and `..`.

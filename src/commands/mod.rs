@@ -5,11 +5,14 @@ mod add;
 mod check;
 mod del;
 mod flush;
+mod generate;
 mod input;
 mod list;
+mod metrics;
 mod output;
 mod privilege;
 mod render;
+mod stats;
 
 use std::path::PathBuf;
 
@@ -38,6 +41,10 @@ impl Ctx {
 
 /// Run the parsed command line on a current-thread runtime.
 pub fn run(cli: Cli) -> Result<()> {
+    if let Command::Generate(args) = &cli.command {
+        // A packaging step: it needs no config.
+        return generate::run(args);
+    }
     let config = Config::load(cli.config.as_deref())?;
     let config_origin = match &cli.config {
         Some(p) => p.display().to_string(),
@@ -54,7 +61,11 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let syslog = match cli.command {
         Command::Add(_) | Command::Del(_) | Command::Flush(_) | Command::Check(_) => Syslog::open(),
-        Command::List(_) | Command::Render(_) => Syslog::disabled(),
+        Command::List(_)
+        | Command::Render(_)
+        | Command::Stats(_)
+        | Command::Metrics(_)
+        | Command::Generate(_) => Syslog::disabled(),
     };
     let mut ctx = Ctx {
         config,
@@ -77,7 +88,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::List(args) => list::run(&ctx, args).await,
             Command::Flush(args) => flush::run(&mut ctx, args).await,
             Command::Check(args) => check::run(&mut ctx, args).await,
-            Command::Render(_) => unreachable!("rendered above"),
+            Command::Stats(args) => stats::run(&ctx, args).await,
+            Command::Metrics(args) => metrics::run(&ctx, args).await,
+            Command::Render(_) | Command::Generate(_) => unreachable!("run above"),
         }
     })
 }

@@ -47,6 +47,9 @@ use nix::fcntl::{Flock, FlockArg, OFlag};
 
 use crate::trusted::{self, Dir, TrustError};
 
+pub mod counters;
+pub use counters::{Counter, Counts};
+
 /// The hold taken by `add` and `del` without `--jail`.
 pub const MANUAL: &str = "@manual";
 
@@ -154,6 +157,28 @@ impl Holds {
         self.by_addr.keys().copied()
     }
 
+    /// How many addresses each jail holds, by jail name.
+    pub fn per_jail(&self) -> Vec<(&str, usize)> {
+        let mut counts = vec![0usize; self.jails.len()];
+        for h in self.by_addr.values() {
+            counts[usize::from(h.first)] += 1;
+            for i in &h.rest {
+                counts[usize::from(*i)] += 1;
+            }
+        }
+        self.jails
+            .iter()
+            .map(String::as_str)
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// When the oldest hold was taken (unix seconds).
+    pub fn oldest(&self) -> Option<u64> {
+        self.by_addr.values().map(|h| h.since).min()
+    }
+
     /// The names of the jails holding `h`, sorted.
     pub fn names<'a>(&'a self, h: &'a Holders) -> impl Iterator<Item = &'a str> + Clone + 'a {
         std::iter::once(h.first)
@@ -205,7 +230,12 @@ pub fn inspect(dir: &Path) -> Result<bool> {
         }
         Err(e) => return Err(e.into()),
     };
-    for (name, want_dir) in [(LOCK, false), (HOLDS, true)] {
+    for (name, want_dir) in [
+        (LOCK, false),
+        (HOLDS, true),
+        (DIRTY, false),
+        (counters::FILE, false),
+    ] {
         let st = state
             .stat(os(name))
             .map_err(LedgerError::at(state.show(name)))?;
@@ -242,6 +272,8 @@ pub struct Ledger {
     marked: bool,
     /// Whether the journals can be trusted (no run died since they were written).
     journals_trusted: bool,
+    /// What this run counted, added to `counters` by `finish`.
+    counted: Counts,
     access: Access,
     /// Where the state dir is, for messages.
     path: PathBuf,
@@ -304,6 +336,7 @@ impl Ledger {
             pending: BTreeMap::new(),
             marked: false,
             journals_trusted: !dirty,
+            counted: Counts::default(),
             access,
             _lock: Some(lock),
         };
@@ -332,6 +365,7 @@ impl Ledger {
             pending: BTreeMap::new(),
             marked: false,
             journals_trusted: true,
+            counted: Counts::default(),
             access: Access::Read,
             _lock: None,
         }
@@ -562,8 +596,24 @@ impl Ledger {
         self.jails.iter().map(|(j, _)| j.as_str())
     }
 
+    /// Count `n` more of `what`; written by `finish`.
+    pub fn count(&mut self, what: Counter, n: usize) {
+        self.counted.add(what, n as u64);
+    }
+
+    /// The counters since the state dir was made.
+    pub fn counters(&self) -> Result<Counts> {
+        match &self.state {
+            None => Ok(Counts::starting(now())),
+            Some(state) => {
+                counters::read(state, now()).map_err(LedgerError::at(state.show(counters::FILE)))
+            }
+        }
+    }
+
     /// Append this run's changes to the journals (one write per jail),
-    /// compact a journal that churn made large, and clear the dirty mark.
+    /// compact a journal that churn made large, clear the dirty mark, and
+    /// add what this run counted to the counters.
     pub fn finish(&mut self) -> Result<()> {
         for (jail, lines) in std::mem::take(&mut self.pending) {
             // The jail's directory went with its last hold.
@@ -594,6 +644,12 @@ impl Ledger {
                 .unlink(os(DIRTY))
                 .map_err(LedgerError::at(state.show(DIRTY)))?;
             self.marked = false;
+        }
+        if !self.counted.is_zero() && self.access == Access::Write {
+            let counted = std::mem::take(&mut self.counted);
+            let state = self.state();
+            counters::add(state, &counted, now())
+                .map_err(LedgerError::at(state.show(counters::FILE)))?;
         }
         Ok(())
     }

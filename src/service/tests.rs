@@ -240,10 +240,37 @@ fn the_guard_refuses_before_anything_changes() {
     assert!(err.to_string().contains("local 198.51.100.128/26"), "{err}");
     assert!(err.to_string().contains("(and 1 more)"), "{err}");
     assert!(kernel.routes.borrow().is_empty());
-    assert!(
-        !dir.exists(),
-        "a refused ban does not even make the state dir"
-    );
+    // Nothing held; the refusals are counted.
+    assert!(Ledger::open(&dir, Access::Read)
+        .unwrap()
+        .all()
+        .unwrap()
+        .is_empty());
+    let counts = bans.counters().unwrap();
+    assert_eq!(counts.get(Counter::Refusals), 2);
+    assert_eq!(counts.get(Counter::Bans), 0);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn counters_count_what_was_done() {
+    let dir = state("counters");
+    let config = Config::default();
+    let a = addrs(3);
+    let kernel = Fake {
+        refuse_add: [a[2]].into(),
+        ..Fake::default()
+    };
+    let bans = Bans::new(&kernel, &config, &dir);
+    run(bans.ban("sshd", &a, RouteKind::Blackhole)).unwrap();
+    run(bans.unban(Some("sshd"), &a[..1])).unwrap();
+    run(bans.flush_all()).unwrap();
+    let c = bans.counters().unwrap();
+    let got: Vec<u64> = Counter::ALL.iter().map(|k| c.get(*k)).collect();
+    // bans, unbans, refusals, conflicts, failures
+    assert_eq!(got, vec![2, 2, 0, 0, 1]);
+    assert!(c.since > 0);
+    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
