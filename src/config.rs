@@ -353,6 +353,26 @@ mod tests {
         }
     }
 
+    /// The shipped file: valid, the defaults, and each commented key, once
+    /// uncommented, the default it claims to be.
+    #[test]
+    fn the_shipped_file_says_the_defaults() {
+        let shipped = include_str!("../etc/f2b-route/f2b-route.toml");
+        assert_eq!(parse(shipped).unwrap(), Config::default());
+        let keys: Vec<&str> = shipped
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| l.contains(" = "))
+            .collect();
+        for key in ["protocol", "metric", "table", "type", "protect", "peers", "state_dir"] {
+            let line = keys
+                .iter()
+                .find(|l| l.starts_with(&format!("{key} = ")))
+                .unwrap_or_else(|| panic!("{key} is not in the shipped file"));
+            assert_eq!(parse(line).unwrap(), Config::default(), "{line}");
+        }
+    }
+
     #[test]
     fn named_missing_file_is_an_error_default_is_not() {
         assert!(Config::load(Some(Path::new("/nonexistent/f2b-route.toml"))).is_err());
