@@ -364,7 +364,15 @@ mod tests {
             .filter_map(|l| l.strip_prefix('#'))
             .filter(|l| l.contains(" = "))
             .collect();
-        for key in ["protocol", "metric", "table", "type", "protect", "peers", "state_dir"] {
+        for key in [
+            "protocol",
+            "metric",
+            "table",
+            "type",
+            "protect",
+            "peers",
+            "state_dir",
+        ] {
             let line = keys
                 .iter()
                 .find(|l| l.starts_with(&format!("{key} = ")))
