@@ -11,8 +11,8 @@
 #             resolve to the same commands (`fail2ban-client -d`, with the
 #             default blocktype and with blocktype=unreachable); and the order in
 #             which a private fail2ban-server runs them (start, ban, reload,
-#             unban --all, stop, kill -9 and restart), with a stand-in for
-#             f2b-route that records its arguments.
+#             unban --all, stop, kill -9 and restart, a refused ban), with a
+#             stand-in for f2b-route that records its arguments.
 #   frr       `vtysh --dryrun`, then zebra + bgpd in a network namespace
 #             peering with OpenBGPD in a second one: of a set of kernel routes
 #             (ours, foreign metric, foreign unicast /32, unicast with our
@@ -118,12 +118,21 @@ cp -r /etc/fail2ban "$CONF"
 rm -rf "$CONF"/jail.d/* "$CONF"/fail2ban.d/* "$CONF"/action.d/route.d "$CONF"/action.d/f2b-route.d
 find "$CONF" -name '*.local' -delete
 cp "$REPO"/action.d/route.local "$REPO"/action.d/f2b-route.conf "$CONF/action.d/"
-# The stand-in for f2b-route: records its arguments, succeeds. calls gets
-# them joined by spaces, argv their count and each one in brackets.
+# The stand-in for f2b-route: records its arguments (calls gets them joined
+# by spaces, argv their count and each one in brackets) and succeeds, but
+# refuses 198.51.100.66 and .67 (exit 3, as f2b-route refuses a protected
+# address), and `check` fails while check-fails exists, until a
+# `check --repair` removes it.
 cat >"$F2B/f2b-route" <<EOF
 #!/bin/sh
 echo "\$*" >>"$F2B/calls"
 { printf '%s:' "\$#"; printf ' [%s]' "\$@"; echo; } >>"$F2B/argv"
+case " \$* " in
+*" 198.51.100.66 "* | *" 198.51.100.67 "*) exit 3 ;;
+" check ") [ ! -e "$F2B/check-fails" ] || exit 4 ;;
+" check --repair ") rm -f "$F2B/check-fails" ;;
+esac
+exit 0
 EOF
 chmod +x "$F2B/f2b-route"
 touch "$F2B/triton.log" "$F2B/other.log" "$F2B/calls"
@@ -168,8 +177,9 @@ expect_cmd triton route actionban 'f2b-route add --jail triton --type blackhole 
 expect_cmd triton route actionunban 'f2b-route del --jail triton -- "<ip>"'
 expect_cmd triton route actionflush 'f2b-route flush --jail triton'
 expect_cmd triton route actionstop 'f2b-route flush --jail triton'
-expect_cmd triton route actionstart 'f2b-route check && f2b-route flush --jail triton'
+expect_cmd triton route actionstart 'f2b-route check --repair && f2b-route flush --jail triton'
 expect_cmd triton route actioncheck 'f2b-route check'
+expect_cmd triton route actionrepair 'f2b-route check --repair'
 expect_cmd named f2b-route actionban "$F2B/f2b-route --state-dir $F2B/state add --jail named --type unreachable -- \"<ip>\""
 ok "fail2ban: banaction = route and action = f2b-route[...] resolve to f2b-route commands"
 
@@ -243,7 +253,7 @@ expected:
 $want"
 }
 start_f2b
-calls_are 'check' 'flush --jail triton'
+calls_are 'check --repair' 'flush --jail triton'
 client set triton banip 198.51.100.7 2001:db8:5::7
 calls_are 'add --jail triton --type blackhole -- 198.51.100.7' 'add --jail triton --type blackhole -- 2001:db8:5::7'
 client set triton unbanip 198.51.100.7
@@ -277,14 +287,43 @@ calls_are 'add --jail triton --type blackhole -- 198.51.100.8'
 daemon_signal KILL fail2ban || fail "fail2ban-server is not running"
 wait_for 10 daemon_gone fail2ban || fail "fail2ban-server survived SIGKILL"
 start_f2b
-calls_are 'check' 'flush --jail triton' 'add --jail triton --type blackhole -- 198.51.100.8'
-client stop
-wait_for 10 test ! -e "$F2B/sock" || fail "fail2ban-server did not stop"
-wait_for 10 daemon_gone fail2ban || fail "fail2ban-server $(daemon_pid fail2ban) did not exit"
+calls_are 'check --repair' 'flush --jail triton' 'add --jail triton --type blackhole -- 198.51.100.8'
+stop_f2b() {
+	client stop
+	wait_for 10 test ! -e "$F2B/sock" || fail "fail2ban-server did not stop"
+	wait_for 10 daemon_gone fail2ban || fail "fail2ban-server $(daemon_pid fail2ban) did not exit"
+}
+stop_f2b
 got=$(triton_calls | sort -u)
 [ "$got" = 'flush --jail triton' ] || fail "fail2ban stop ran: $got"
+: >"$F2B/calls"
 if grep -E 'ERROR|CRITICAL' "$F2B/f2b.log"; then fail "errors in fail2ban's log"; fi
 ok "fail2ban: start releases stale holds, ban/unban/unban --all/reload, raw IDs one argument each, kill -9 + restore, stop flushes; no error"
+
+# A refused ban. fail2ban runs actioncheck after every failed ban, so a
+# refusal f2b-route is meant to make runs `check`, the read-only preflight,
+# and the ban once more; never the repair. Only when `check` fails too does
+# fail2ban run actionrepair (`check --repair`), then `check` again.
+log_mark=$(wc -l <"$F2B/f2b.log")
+start_f2b
+calls_are 'check --repair' 'flush --jail triton' 'add --jail triton --type blackhole -- 198.51.100.8'
+client set triton banip 198.51.100.66
+calls_are 'add --jail triton --type blackhole -- 198.51.100.66' 'check' 'add --jail triton --type blackhole -- 198.51.100.66'
+: >"$F2B/check-fails"
+client set triton banip 198.51.100.67
+calls_are 'add --jail triton --type blackhole -- 198.51.100.67' 'check' 'check --repair' 'check' \
+	'add --jail triton --type blackhole -- 198.51.100.67'
+[ ! -e "$F2B/check-fails" ] || fail "fail2ban did not run actionrepair"
+stop_f2b
+calls_are 'flush --jail triton'
+# fail2ban logs both refusals (that is what an operator sees); nothing else.
+errors=$(tail -n "+$((log_mark + 1))" "$F2B/f2b.log" | grep -E 'ERROR|CRITICAL' || true)
+grep -q "Failed to execute ban jail 'triton' action 'route' .*198\.51\.100\.66" <<<"$errors" ||
+	fail "fail2ban did not log the refused ban of 198.51.100.66: $errors"
+unexpected=$(grep -vE " ERROR +([0-9a-f]+ -- (exec: $F2B/f2b-route (add --jail triton --type blackhole -- \"198\.51\.100\.6[67]\"|check)\$|returned [34]\$)|Invariant check failed\. Trying to restore a sane environment\$|Failed to execute ban jail 'triton' action 'route' .*Error banning 198\.51\.100\.6[67]\$)" <<<"$errors" || true)
+[ -z "$unexpected" ] || fail "fail2ban logged more than the refusals:
+$unexpected"
+ok "fail2ban: a refused ban runs check (read-only) and the ban once more; check --repair only after check fails"
 
 # --- FRR + OpenBGPD in namespaces -----------------------------------------
 out=$(vtysh --dryrun -f "$TMP/frr.conf" 2>&1) || fail "vtysh --dryrun: $out"
