@@ -101,8 +101,16 @@ pub struct AddArgs {
     #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub kind: Option<RouteKind>,
     /// Host addresses, IPv4 or IPv6; "-" reads one address a line from stdin
-    #[arg(value_name = "IP", required = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "IP",
+        required_unless_present = "literal",
+        allow_hyphen_values = true
+    )]
     pub ips: Vec<String>,
+    /// Addresses after `--`, taken as they are ("-" is no stdin there): how
+    /// fail2ban's action passes its `<ip>`
+    #[arg(last = true, value_name = "IP")]
+    pub literal: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -112,8 +120,15 @@ pub struct DelArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_jail)]
     pub jail: Option<String>,
     /// Host addresses; "-" reads one address a line from stdin
-    #[arg(value_name = "IP", required = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "IP",
+        required_unless_present = "literal",
+        allow_hyphen_values = true
+    )]
     pub ips: Vec<String>,
+    /// Addresses after `--`, taken as they are ("-" is no stdin there)
+    #[arg(last = true, value_name = "IP")]
+    pub literal: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -247,5 +262,11 @@ mod tests {
         ));
         let cli = Cli::try_parse_from(["f2b-route", "del", "-"]).unwrap();
         assert!(matches!(cli.command, Command::Del(d) if d.ips == vec!["-"]));
+        // After `--`, as fail2ban's action passes `<ip>`, "-" is no stdin.
+        let cli = Cli::try_parse_from(["f2b-route", "add", "--jail", "j", "--", "-"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Add(a) if a.ips.is_empty() && a.literal == vec!["-"])
+        );
+        assert!(Cli::try_parse_from(["f2b-route", "add", "--"]).is_err());
     }
 }

@@ -23,13 +23,13 @@ const MAX_BYTES: u64 = 1 << 20;
 /// Why the config cannot be used; it always names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config {}: {reason}", path.display())]
+    #[error("config {path:?}: {reason}")]
     Invalid { path: PathBuf, reason: String },
     /// The file, or a directory on its way, could be changed by another
     /// user than root: such a user could empty `protect` or move the marker.
-    #[error("config: refusing a file another user could change")]
+    #[error("config refused")]
     Untrusted(#[source] TrustError),
-    #[error("config {}", path.display())]
+    #[error("config {path:?}")]
     Read {
         path: PathBuf,
         #[source]
@@ -213,10 +213,18 @@ impl Config {
             Err(TrustError::Io { source, .. }) => return Err(read_err(source)),
             Err(e) => return Err(ConfigError::Untrusted(e)),
         };
+        // One byte more than allowed tells a file that is too large: cutting
+        // it would drop what follows (a `protect` list, say) unseen.
         let mut text = String::new();
-        file.take(MAX_BYTES)
+        file.take(MAX_BYTES + 1)
             .read_to_string(&mut text)
             .map_err(read_err)?;
+        if text.len() as u64 > MAX_BYTES {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                reason: format!("larger than {} bytes", MAX_BYTES),
+            });
+        }
         Config::parse(&text, path)
     }
 

@@ -79,10 +79,10 @@ fn service_exit(e: &service::Error) -> Exit {
     use service::Error as S;
     match e {
         S::Refused(_) => Exit::Refused,
-        S::Conflict(_) => Exit::Conflict,
+        S::Conflict(_) | S::Shared(_) => Exit::Conflict,
         S::Kernel(KernelError::Unavailable(_)) => Exit::NoPermission,
         S::Kernel(k) => permission_or_failure(k.errno()),
-        S::Ledger(LedgerError::Untrusted(_) | LedgerError::Symlink { .. }) => Exit::NoPermission,
+        S::Ledger(LedgerError::Untrusted(_) | LedgerError::Unsafe { .. }) => Exit::NoPermission,
         S::Ledger(l) => permission_or_failure(l.io_error().and_then(io::Error::raw_os_error)),
         S::Change { source, .. } => permission_or_failure(source.raw_os_error()),
         S::Panicked => Exit::Failure,

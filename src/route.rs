@@ -175,16 +175,20 @@ pub fn owned(msg: &RouteMessage, marker: Marker) -> Option<OwnedRoute> {
     })
 }
 
-/// The destination of the request a netlink error answers. Without
-/// NETLINK_CAP_ACK the kernel returns the whole original message after the
-/// error code, which is how an error in a batch finds its address.
-pub fn failed_destination(original: &[u8]) -> Option<IpAddr> {
-    use netlink_packet_core::Parseable;
-    const NLMSG_HDRLEN: usize = 16;
-    let len = u32::from_ne_bytes(original.get(0..4)?.try_into().ok()?) as usize;
-    let payload = original.get(NLMSG_HDRLEN..len.min(original.len()))?;
-    let msg = RouteMessage::parse(payload).ok()?;
-    destination(&msg)
+/// A host route carrying our marker, whatever its type: its address, its
+/// kind if it is a dropping one (`None`: someone else's, of another type),
+/// and its description.
+pub fn marked(
+    msg: &RouteMessage,
+    marker: Marker,
+) -> Option<(IpAddr, Option<RouteKind>, RouteDesc)> {
+    let addr = destination(msg)?;
+    let carries = u8::from(msg.header.protocol) == marker.protocol
+        && msg.header.tos == 0
+        && metric(msg) == marker.metric
+        && table(msg) == marker.table
+        && msg.header.destination_prefix_length == host_len(addr);
+    carries.then(|| (addr, kind_of(msg.header.kind), describe(msg, addr)))
 }
 
 /// iproute2's name of a route type.
@@ -385,16 +389,14 @@ mod tests {
     }
 
     #[test]
-    fn errors_find_their_request() {
-        for s in ["198.51.100.7", "2001:db8::7"] {
-            let b = bytes(&del(ip(s), RouteKind::Blackhole, M));
-            assert_eq!(failed_destination(&b), Some(ip(s)));
-        }
-        assert_eq!(failed_destination(&[1, 2, 3]), None);
-        assert_eq!(
-            failed_destination(&bytes(&add(ip("198.51.100.7"), RouteKind::Blackhole, M))[..20]),
-            None
-        );
+    fn marked_routes_of_any_type() {
+        let mut m = inner(&add(ip("2001:db8::9"), RouteKind::Blackhole, M));
+        assert_eq!(marked(&m, M).map(|x| x.1), Some(Some(RouteKind::Blackhole)));
+        m.header.kind = RouteType::Unicast;
+        let (addr, kind, desc) = marked(&m, M).unwrap();
+        assert_eq!((addr, kind), (ip("2001:db8::9"), None));
+        assert_eq!(desc.kind, "unicast");
+        assert_eq!(marked(&m, Marker { metric: 1, ..M }), None);
     }
 
     #[test]

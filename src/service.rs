@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::guard::{Guard, Rule};
-use crate::kernel::{Added, Kernel, KernelError};
+use crate::kernel::{Added, Deleted, Kernel, KernelError};
 use crate::ledger::{self, Access, Counter, Counts, Holders, Holds, Ledger, LedgerError};
 use crate::model::{LocalAddr, Lookup, Marker, OwnedRoute, RouteDesc, RouteKind};
 
@@ -23,6 +23,10 @@ use crate::model::{LocalAddr, Lookup, Marker, OwnedRoute, RouteDesc, RouteKind};
 /// while this one adds the routes (for 100,000 each takes about as long as
 /// the other); below, a thread costs more than it saves.
 const PARALLEL_FROM: usize = 512;
+
+/// How long counting a refusal or a failure waits for the lock: counting
+/// is worth little delay.
+const COUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The kernel's routing table as the service needs it.
 // The runtime is single-threaded: no future needs to be Send.
@@ -41,12 +45,12 @@ pub trait Routes {
         addrs: &[IpAddr],
         first: RouteKind,
         marker: Marker,
-    ) -> Result<Vec<Result<bool, io::Error>>, KernelError>;
+    ) -> Result<Vec<Result<Deleted, io::Error>>, KernelError>;
     async fn del_listed(
         &self,
         routes: &[OwnedRoute],
         marker: Marker,
-    ) -> Result<Vec<Result<bool, io::Error>>, KernelError>;
+    ) -> Result<Vec<Result<Deleted, io::Error>>, KernelError>;
     async fn owned_each(
         &self,
         marker: Marker,
@@ -74,14 +78,14 @@ impl Routes for Kernel {
         addrs: &[IpAddr],
         first: RouteKind,
         marker: Marker,
-    ) -> Result<Vec<Result<bool, io::Error>>, KernelError> {
+    ) -> Result<Vec<Result<Deleted, io::Error>>, KernelError> {
         Kernel::del(self, addrs, first, marker).await
     }
     async fn del_listed(
         &self,
         routes: &[OwnedRoute],
         marker: Marker,
-    ) -> Result<Vec<Result<bool, io::Error>>, KernelError> {
+    ) -> Result<Vec<Result<Deleted, io::Error>>, KernelError> {
         Kernel::del_listed(self, routes, marker).await
     }
     async fn owned_each(
@@ -115,6 +119,11 @@ pub enum Error {
     /// Someone else's unicast host routes exist for these (never empty).
     #[error("refused {}: someone else's unicast route {} exists; remove it first{}; nothing changed", .0[0].0, .0[0].1, more(.0.len()))]
     Conflict(Vec<(IpAddr, RouteDesc)>),
+    /// Routes of another type carry our marker at these IPv6 addresses
+    /// (never empty): ours there were left, for the kernel cannot be told
+    /// which to delete.
+    #[error("left {}: {} carries f2b-route's marker there too, and an IPv6 delete cannot tell the two apart; remove it, then unban again{}", .0[0].0, .0[0].1, more(.0.len()))]
+    Shared(Vec<(IpAddr, RouteDesc)>),
     #[error(transparent)]
     Kernel(#[from] KernelError),
     #[error(transparent)]
@@ -184,7 +193,19 @@ pub struct Removed {
     pub removed: Vec<IpAddr>,
     /// Addresses with no route of ours (already gone).
     pub absent: Vec<IpAddr>,
+    /// Addresses left alone: a route of another type carries our marker there.
+    pub shared: Vec<(IpAddr, RouteDesc)>,
     pub failures: Failures,
+}
+
+impl Removed {
+    /// The call's error, if any delete failed or was left alone.
+    pub fn into_result(self) -> Result<(), Error> {
+        if !self.shared.is_empty() {
+            return Err(Error::Shared(self.shared));
+        }
+        self.failures.into_result("delete")
+    }
 }
 
 /// What an unban or a jail's flush did.
@@ -260,17 +281,42 @@ impl<'a, K: Routes> Bans<'a, K> {
         Ledger::open(&self.state_dir, access)
     }
 
+    /// The ledger, locked for a change. A ledger this run makes (there was
+    /// none, or the state dir was wiped or moved) first records the routes
+    /// of ours that exist already: nobody's holds, but bans all the same.
+    async fn ledger_to_change(&self) -> Result<Ledger, Error> {
+        let mut ledger = self.ledger(Access::Write)?;
+        if ledger.is_fresh() {
+            self.remember_found(&mut ledger).await?;
+        }
+        Ok(ledger)
+    }
+
+    /// Record in a new ledger the routes of ours that exist already.
+    async fn remember_found(&self, ledger: &mut Ledger) -> Result<(), Error> {
+        let mut found = Vec::new();
+        self.kernel
+            .owned_each(self.marker, |r| found.push(r.addr))
+            .await?;
+        found.sort();
+        found.dedup();
+        Ok(ledger.remember_found(&found)?)
+    }
+
     /// Count what a failed call refused or failed (a call that succeeds
     /// counts under its own lock). Best effort: counting must not turn a
     /// refusal into another error.
-    fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
-        if let Err(e) = &result {
-            let (what, n) = match e {
-                Error::Refused(list) => (Counter::Refusals, list.len()),
-                Error::Conflict(list) => (Counter::Conflicts, list.len()),
-                _ => (Counter::Failures, 1),
-            };
-            if let Ok(mut ledger) = self.ledger(Access::Write) {
+    async fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        let (what, n) = match &result {
+            Ok(_) => return result,
+            // A lock held for ever would only be waited for once more.
+            Err(Error::Ledger(LedgerError::LockTimeout { .. })) => return result,
+            Err(Error::Refused(list)) => (Counter::Refusals, list.len()),
+            Err(Error::Conflict(list)) => (Counter::Conflicts, list.len()),
+            Err(_) => (Counter::Failures, 1),
+        };
+        if let Ok(mut ledger) = Ledger::open_waiting(&self.state_dir, Access::Write, COUNT_WAIT) {
+            if !ledger.is_fresh() || self.remember_found(&mut ledger).await.is_ok() {
                 ledger.count(what, n);
                 let _ = ledger.finish();
             }
@@ -293,7 +339,7 @@ impl<'a, K: Routes> Bans<'a, K> {
         kind: RouteKind,
     ) -> Result<Banned, Error> {
         let result = self.ban_now(jail, addrs, kind).await;
-        self.counted(result)
+        self.counted(result).await
     }
 
     async fn ban_now(
@@ -328,7 +374,7 @@ impl<'a, K: Routes> Bans<'a, K> {
         // Everything is valid: from here on we change things. A crash in
         // between leaves holds without routes, which fail2ban's retry or a
         // repair mends; a hold whose route could not be added is taken back.
-        let ledger = self.ledger(Access::Write)?;
+        let ledger = self.ledger_to_change().await?;
         let since = (self.now)();
         let write_holds = {
             let (jail, addrs) = (jail.to_owned(), addrs.to_vec());
@@ -413,11 +459,11 @@ impl<'a, K: Routes> Bans<'a, K> {
     /// (the safe side) until a repair removes it.
     pub async fn unban(&self, jail: Option<&str>, addrs: &[IpAddr]) -> Result<Unbanned, Error> {
         let result = self.unban_now(jail, addrs).await;
-        self.counted(result)
+        self.counted(result).await
     }
 
     async fn unban_now(&self, jail: Option<&str>, addrs: &[IpAddr]) -> Result<Unbanned, Error> {
-        let mut ledger = self.ledger(Access::Write)?;
+        let mut ledger = self.ledger_to_change().await?;
         let mut out = Unbanned::default();
         let unheld = match jail {
             Some(jail) => release(&mut ledger, jail, addrs, &mut out)?,
@@ -436,11 +482,11 @@ impl<'a, K: Routes> Bans<'a, K> {
     /// Release every hold of `jail`; the routes only it held go.
     pub async fn flush_jail(&self, jail: &str) -> Result<Unbanned, Error> {
         let result = self.flush_jail_now(jail).await;
-        self.counted(result)
+        self.counted(result).await
     }
 
     async fn flush_jail_now(&self, jail: &str) -> Result<Unbanned, Error> {
-        let mut ledger = self.ledger(Access::Write)?;
+        let mut ledger = self.ledger_to_change().await?;
         ledger.sweep()?;
         let held = ledger.held_by(jail)?;
         let mut out = Unbanned::default();
@@ -454,11 +500,11 @@ impl<'a, K: Routes> Bans<'a, K> {
     /// Remove every route of ours and every hold.
     pub async fn flush_all(&self) -> Result<Removed, Error> {
         let result = self.flush_all_now().await;
-        self.counted(result)
+        self.counted(result).await
     }
 
     async fn flush_all_now(&self) -> Result<Removed, Error> {
-        let mut ledger = self.ledger(Access::Write)?;
+        let mut ledger = self.ledger_to_change().await?;
         ledger.sweep()?;
         // Empty the ledger in one rename; remove its old tree on a second
         // thread while this one deletes the routes.
@@ -487,11 +533,11 @@ impl<'a, K: Routes> Bans<'a, K> {
     /// and `flush` removes the rest on purpose).
     pub async fn repair(&self) -> Result<Repaired, Error> {
         let result = self.repair_now().await;
-        self.counted(result)
+        self.counted(result).await
     }
 
     async fn repair_now(&self) -> Result<Repaired, Error> {
-        let mut ledger = self.ledger(Access::Write)?;
+        let mut ledger = self.ledger_to_change().await?;
         ledger.sweep()?;
         let mut routes = Vec::new();
         self.kernel
@@ -506,16 +552,23 @@ impl<'a, K: Routes> Bans<'a, K> {
         }
         ledger.finish()?;
         ledger.compact_all()?;
-        let orphans: Vec<OwnedRoute> = routes
+        // Routes no jail holds: the leftovers of an interrupted run go; those
+        // found when the ledger was made (a lost ledger's bans) stay until a
+        // jail holds them again or they go.
+        let found = ledger.found()?;
+        let (kept, orphans): (Vec<OwnedRoute>, Vec<OwnedRoute>) = routes
             .iter()
             .filter(|r| holds.get(&r.addr).is_none())
-            .copied()
-            .collect();
+            .partition(|r| found.contains(&r.addr));
         out.held = routed.iter().filter(|ip| holds.get(ip).is_some()).count();
-        if holds.is_empty() && !orphans.is_empty() {
-            out.lost = routed.len();
-            return Ok(out);
-        }
+        let still: Vec<IpAddr> = kept
+            .iter()
+            .map(|r| r.addr)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        out.lost = still.len();
+        ledger.remember_found(&still)?;
         let outcomes = self.kernel.del_listed(&orphans, self.marker).await?;
         out.orphans = removed(orphans.iter().map(|r| r.addr), outcomes);
         tally(&mut ledger, &out.orphans);
@@ -670,12 +723,16 @@ fn tally(ledger: &mut Ledger, out: &Removed) {
     ledger.count(Counter::Failures, out.failures.len());
 }
 
-fn removed(addrs: impl Iterator<Item = IpAddr>, outcomes: Vec<Result<bool, io::Error>>) -> Removed {
+fn removed(
+    addrs: impl Iterator<Item = IpAddr>,
+    outcomes: Vec<Result<Deleted, io::Error>>,
+) -> Removed {
     let mut out = Removed::default();
     for (ip, outcome) in addrs.zip(outcomes) {
         match outcome {
-            Ok(true) => out.removed.push(ip),
-            Ok(false) => out.absent.push(ip),
+            Ok(Deleted::Removed) => out.removed.push(ip),
+            Ok(Deleted::Absent) => out.absent.push(ip),
+            Ok(Deleted::Shared(desc)) => out.shared.push((ip, desc)),
             Err(e) => out.failures.0.push((ip, e)),
         }
     }

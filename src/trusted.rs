@@ -33,13 +33,13 @@ use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 /// Why a path cannot be trusted or used.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
-    #[error("{}: {reason}", path.display())]
+    #[error("{path:?}: {reason}")]
     Untrusted { path: PathBuf, reason: String },
-    #[error("{}: a symbolic link where none may be (f2b-route never follows links it cannot trust)", path.display())]
+    #[error("{path:?}: a symbolic link where none may be (f2b-route never follows links it cannot trust)")]
     Symlink { path: PathBuf },
-    #[error("{}: does not exist", path.display())]
+    #[error("{path:?}: does not exist")]
     NotFound { path: PathBuf },
-    #[error("{}", path.display())]
+    #[error("{path:?}")]
     Io {
         path: PathBuf,
         #[source]
@@ -62,6 +62,45 @@ impl TrustError {
             },
         }
     }
+}
+
+/// What a [`Dir`] operation found where a file or directory of ours should
+/// be: a link, a file of another kind, another owner, other names. Carried
+/// inside an `io::Error`; [`unsafe_reason`] finds it again.
+#[derive(Debug)]
+pub struct Unsafe(pub String);
+
+impl std::fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unsafe {}
+
+fn unsafe_io(reason: impl Into<String>) -> io::Error {
+    io::Error::other(Unsafe(reason.into()))
+}
+
+/// The reason, when `e` is a [`Dir`] operation's refusal of what it found
+/// (a symbolic link met with `O_NOFOLLOW` included).
+pub fn unsafe_reason(e: &io::Error) -> Option<String> {
+    if let Some(u) = e.get_ref().and_then(|inner| inner.downcast_ref::<Unsafe>()) {
+        return Some(u.0.clone());
+    }
+    match e.raw_os_error() {
+        Some(nix::libc::ELOOP) => Some("a symbolic link (never followed)".into()),
+        _ => None,
+    }
+}
+
+/// How many names a file of ours may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// Exactly one: a second name could be a link to a file elsewhere.
+    One,
+    /// Any (an anchor, which every hold of its second links to).
+    Many,
 }
 
 /// Symbolic links followed on one walk before giving up (the kernel's limit).
@@ -115,8 +154,9 @@ fn walk(path: &Path, target: Target) -> Result<OwnedFd, TrustError> {
     }
     let euid = nix::unistd::geteuid().as_raw();
     let mut todo: VecDeque<OsString> = names(path);
-    // The directories walked so far, `/` first; the last is where we are.
-    let mut stack: Vec<OwnedFd> = vec![open_root(path)?];
+    // The directories walked so far, `/` first, each with its owner and
+    // mode; the last is where we are.
+    let mut stack: Vec<(OwnedFd, FileStat)> = vec![open_root(path)?];
     let mut shown = PathBuf::from("/");
     let mut links = 0;
     while let Some(name) = todo.pop_front() {
@@ -128,11 +168,25 @@ fn walk(path: &Path, target: Target) -> Result<OwnedFd, TrustError> {
             continue;
         }
         let last = todo.is_empty();
-        let here = stack.last().expect("the root is never popped");
+        let (here, here_st) = stack.last().expect("the root is never popped");
+        // A sticky directory that others can write (as /tmp): anyone may
+        // put an entry there, so one that is not ours or root's is not
+        // trusted, and nothing is made there for someone else to make first.
+        let open_to_others = here_st.st_mode & 0o022 != 0;
         let at = shown.join(&name);
         let st = match fstatat(here, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::ENOENT) if matches!(target, Target::Dir { create: true }) => {
+                if open_to_others {
+                    return Err(TrustError::Untrusted {
+                        path: at,
+                        reason: format!(
+                            "missing, and not made inside {:?}, which others can write \
+                             (another user could make it first)",
+                            shown
+                        ),
+                    });
+                }
                 let mode = if last { 0o700 } else { 0o755 };
                 match mkdirat(here, name.as_os_str(), Mode::from_bits_truncate(mode)) {
                     Ok(()) | Err(Errno::EEXIST) => {}
@@ -145,8 +199,19 @@ fn walk(path: &Path, target: Target) -> Result<OwnedFd, TrustError> {
             Err(e) => return Err(TrustError::io(&at, e)),
         };
         if kind(&st) == SFlag::S_IFLNK {
-            // `here` passed the checks: only root or we could have put the
-            // link there, so it is followed.
+            // `here` passed the checks, so only root or we could have put
+            // the link there, and it is followed; in a sticky directory
+            // others can write, only a link of root's, ours or the
+            // directory owner's is (the kernel's protected_symlinks rule).
+            if open_to_others && ![0, euid, here_st.st_uid].contains(&st.st_uid) {
+                return Err(TrustError::Untrusted {
+                    path: at,
+                    reason: format!(
+                        "a symbolic link of uid {} in a directory others can write",
+                        st.st_uid
+                    ),
+                });
+            }
             links += 1;
             if links > MAX_LINKS {
                 return Err(TrustError::io(&at, Errno::ELOOP));
@@ -163,25 +228,38 @@ fn walk(path: &Path, target: Target) -> Result<OwnedFd, TrustError> {
             }
             continue;
         }
-        let flags = if last && target == Target::File {
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK
+        let file = last && target == Target::File;
+        let want = if file { SFlag::S_IFREG } else { SFlag::S_IFDIR };
+        if kind(&st) != want {
+            // Never opened: a FIFO or a device must not even be touched.
+            return Err(TrustError::Untrusted {
+                path: at,
+                reason: if file {
+                    "not a regular file".into()
+                } else {
+                    "not a directory".into()
+                },
+            });
+        }
+        let flags = if file {
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY
         } else {
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY
         };
-        let fd = openat(here, name.as_os_str(), flags, Mode::empty()).map_err(|e| match e {
-            Errno::ENOTDIR => TrustError::Untrusted {
-                path: at.clone(),
-                reason: "not a directory".into(),
-            },
-            e => TrustError::io(&at, e),
-        })?;
+        let fd = openat(
+            here,
+            name.as_os_str(),
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| TrustError::io(&at, e))?;
         let st = fstat(&fd).map_err(|e| TrustError::io(&at, e))?;
         let role = if last { Role::Target } else { Role::Parent };
         check(&at, &st, euid, role, target)?;
-        if last && target == Target::File {
+        if file {
             return Ok(fd);
         }
-        stack.push(fd);
+        stack.push((fd, st));
         shown = at;
     }
     if target == Target::File {
@@ -190,16 +268,15 @@ fn walk(path: &Path, target: Target) -> Result<OwnedFd, TrustError> {
             reason: "is a directory, not a file".into(),
         });
     }
-    let fd = stack.pop().expect("the root is never popped");
+    let (fd, st) = stack.pop().expect("the root is never popped");
     if stack.is_empty() {
         // The path was `/` itself.
-        let st = fstat(&fd).map_err(|e| TrustError::io(path, e))?;
         check(path, &st, euid, Role::Target, target)?;
     }
     Ok(fd)
 }
 
-fn open_root(path: &Path) -> Result<OwnedFd, TrustError> {
+fn open_root(path: &Path) -> Result<(OwnedFd, FileStat), TrustError> {
     let root = Path::new("/");
     let fd = nix::fcntl::open(
         root,
@@ -216,7 +293,7 @@ fn open_root(path: &Path) -> Result<OwnedFd, TrustError> {
         },
         other => other,
     })?;
-    Ok(fd)
+    Ok((fd, st))
 }
 
 /// The names of `path`'s components, without the root and `.`.
@@ -335,14 +412,28 @@ impl Dir {
         self.fd.as_fd()
     }
 
-    /// The subdirectory `name`; a link or a non-directory is an error.
+    /// The subdirectory `name`, which must be what the state dir itself is:
+    /// a directory of root's (or the effective uid's) that nobody else can
+    /// write; a link is refused, never followed.
     pub fn open_dir(&self, name: &OsStr) -> io::Result<Dir> {
         let fd = openat(
             self.fd(),
             name,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
-        )?;
+        )
+        .map_err(|e| match e {
+            Errno::ENOTDIR => unsafe_io("not a directory"),
+            e => io::Error::from(e),
+        })?;
+        let st = fstat(&fd)?;
+        owned_by_us(&st)?;
+        if st.st_mode & 0o022 != 0 {
+            return Err(unsafe_io(format!(
+                "mode {:04o}: writable by group or others",
+                st.st_mode & 0o7777
+            )));
+        }
         Ok(Dir {
             fd,
             path: self.show(name),
@@ -358,15 +449,38 @@ impl Dir {
         }
     }
 
-    /// Open `name` with `flags` (plus `O_NOFOLLOW` and `O_CLOEXEC`); `mode`
-    /// when it is created.
-    pub fn open(&self, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<File> {
+    /// Open the regular file `name` with `flags` (plus `O_NOFOLLOW`,
+    /// `O_NONBLOCK`, `O_NOCTTY`, `O_CLOEXEC`); `mode` when it is created.
+    /// What is there must be a regular file of root's (or the effective
+    /// uid's) with `names` names: anything else (a link, a FIFO, a device,
+    /// a second name of a file elsewhere) is refused, and not even opened
+    /// where that can be told first.
+    pub fn open(&self, name: &OsStr, flags: OFlag, mode: u32, names: Names) -> io::Result<File> {
+        if let Some(st) = self.stat(name)? {
+            if kind(&st) == SFlag::S_IFLNK {
+                return Err(unsafe_io("a symbolic link (never followed)"));
+            }
+            if kind(&st) != SFlag::S_IFREG {
+                return Err(unsafe_io("not a regular file"));
+            }
+        }
         let fd = openat(
             self.fd(),
             name,
-            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            flags | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(mode),
         )?;
+        let st = fstat(&fd)?;
+        if kind(&st) != SFlag::S_IFREG {
+            return Err(unsafe_io("not a regular file"));
+        }
+        owned_by_us(&st)?;
+        if names == Names::One && st.st_nlink != 1 {
+            return Err(unsafe_io(format!(
+                "has {} names (a hard link to a file elsewhere?)",
+                st.st_nlink
+            )));
+        }
         Ok(File::from(fd))
     }
 
@@ -412,7 +526,12 @@ impl Dir {
         use std::io::Write;
         let tmp = OsString::from(format!(".{name}.{}.tmp", std::process::id()));
         self.unlink(&tmp)?;
-        let mut file = self.open(&tmp, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, mode)?;
+        let mut file = self.open(
+            &tmp,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            mode,
+            Names::One,
+        )?;
         let written = file
             .write_all(content)
             .and_then(|()| file.sync_all())
@@ -469,6 +588,18 @@ impl Dir {
             }
         }
         self.rmdir(name)
+    }
+}
+
+fn owned_by_us(st: &FileStat) -> io::Result<()> {
+    let euid = nix::unistd::geteuid().as_raw();
+    if st.st_uid == 0 || st.st_uid == euid {
+        Ok(())
+    } else {
+        Err(unsafe_io(format!(
+            "owned by uid {}, not by root",
+            st.st_uid
+        )))
     }
 }
 
@@ -569,15 +700,17 @@ mod tests {
         std::fs::write(base.join("victim"), "keep").unwrap();
         std::os::unix::fs::symlink("../victim", base.join("state/lock")).unwrap();
         let err = dir
-            .open(OsStr::new("lock"), OFlag::O_RDWR | OFlag::O_CREAT, 0o600)
+            .open(
+                OsStr::new("lock"),
+                OFlag::O_RDWR | OFlag::O_CREAT,
+                0o600,
+                Names::One,
+            )
             .unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(nix::libc::ELOOP));
+        assert!(unsafe_reason(&err).is_some(), "{err}");
         std::os::unix::fs::symlink("..", base.join("state/holds")).unwrap();
         let err = dir.open_dir(OsStr::new("holds")).unwrap_err();
-        assert!(
-            [Some(nix::libc::ELOOP), Some(nix::libc::ENOTDIR)].contains(&err.raw_os_error()),
-            "{err}"
-        );
+        assert!(unsafe_reason(&err).is_some(), "{err}");
         assert!(dir.unlink(OsStr::new("lock")).unwrap());
         assert_eq!(
             std::fs::read_to_string(base.join("victim")).unwrap(),

@@ -479,3 +479,234 @@ fn small_defects_of_input_and_output() {
         "rebuilt"
     );
 }
+
+/// A link another user planted in a sticky directory anyone can write (as
+/// /tmp) used to be followed; and a missing state dir was made there,
+/// where another user could have made it first.
+#[test]
+fn sticky_directories_are_not_trusted_for_others_entries() {
+    let ns = Netns::new();
+    let sticky = ns.dir.join("sticky");
+    fs::create_dir(&sticky).unwrap();
+    chmod(&sticky, 0o1777);
+    let victim = ns.dir.join("victim");
+    fs::create_dir(&victim).unwrap();
+    let link = sticky.join("state");
+    symlink(&victim, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let config = ns.config_path().display().to_string();
+    let before = ns.routes();
+    for state in [link.clone(), sticky.join("missing")] {
+        let r = ns
+            .f2b_bare(&[
+                "--config",
+                &config,
+                "--state-dir",
+                &state.display().to_string(),
+                "add",
+                "198.51.100.7",
+            ])
+            .code(EXIT_PERMISSION);
+        ns.assert_unchanged(&before, &r);
+    }
+    assert_eq!(
+        fs::read_dir(&victim).unwrap().count(),
+        0,
+        "root wrote into the link's target"
+    );
+    assert!(!sticky.join("missing").exists());
+}
+
+/// fail2ban restarting after the state dir was wiped: each jail's start
+/// repairs, then restores. A repair used to remove every ban of the jails
+/// not restored yet as soon as one jail held something again.
+#[test]
+fn a_lost_ledgers_bans_survive_the_first_jails_restore() {
+    let ns = Netns::new();
+    ns.f2b(&["add", "--jail", "sshd", "203.0.113.31", "203.0.113.32"])
+        .ok();
+    ns.f2b(&["add", "--jail", "recidive", "203.0.113.33", "2001:db8::34"])
+        .ok();
+    fs::remove_dir_all(ns.state_dir()).unwrap();
+    let before = ns.routes();
+    ns.f2b(&["check", "--repair"]).ok();
+    ns.f2b(&["add", "--jail", "sshd", "203.0.113.31"]).ok();
+    let r = ns.f2b(&["check", "--repair"]).ok();
+    ns.assert_unchanged(&before, &r);
+    assert!(r.stderr.contains("left 3 routes"), "{r}");
+    // The bans fail2ban lifts are lifted all the same.
+    ns.f2b(&["del", "--jail", "recidive", "203.0.113.33"]).ok();
+    assert!(!ns.owned_prefixes().contains(&host("203.0.113.33")));
+}
+
+/// A crash between releasing holds and removing the routes, while the
+/// ledger stays: the routes are leftovers, and a repair removes them (it
+/// used to keep them whenever the ledger had become empty).
+#[test]
+fn crash_leftovers_go_even_when_no_hold_is_left() {
+    let ns = Netns::new();
+    ns.f2b(&["add", "--jail", "sshd", "198.51.100.7", "2001:db8::7"])
+        .ok();
+    // What `del` leaves when killed after its holds went: holds released
+    // (journal untrusted), routes still there.
+    let jail = ns.state_dir().join("holds/sshd");
+    fs::remove_file(jail.join("198.51.100.7")).unwrap();
+    fs::remove_file(jail.join("2001:db8::7")).unwrap();
+    fs::write(ns.state_dir().join("journal.dirty"), "").unwrap();
+    chmod(&ns.state_dir().join("journal.dirty"), 0o600);
+    let r = ns.f2b(&["check", "--repair"]).ok();
+    assert!(r.stderr.contains("repaired 2 unheld routes"), "{r}");
+    assert!(ns.owned().is_empty(), "{r}");
+}
+
+/// IPv6 deletes ignore the route type: a route of another type with our
+/// marker at the same address (a forwarding route through a nexthop
+/// object, appended beside ours) used to be removed instead of ours, or
+/// beside it.
+#[test]
+fn ipv6_routes_of_other_types_with_the_marker_are_left() {
+    let ns = Netns::with_veth();
+    ns.ipl("-6 nexthop add id 10 via 2001:db8:1::2 dev v0");
+    ns.f2b(&["add", "--jail", "sshd", "2001:db8:5::7", "2001:db8::8"])
+        .ok();
+    ns.ipl("-6 route append 2001:db8:5::7/128 nhid 10 proto 252 metric 666");
+    ns.ipl("-6 route add 2001:db8:5::8/128 nhid 10 proto 252 metric 666");
+    ns.ipl("-6 route append blackhole 2001:db8:5::8/128 proto 252 metric 666");
+    ns.ipl("-6 route add local 2001:db8:6::1/128 dev lo proto 252 metric 666 table main");
+    let shared: Vec<Route> = ns
+        .routes()
+        .into_iter()
+        .filter(|r| r.protocol == PROTO && r.prefix.starts_with("2001:db8:"))
+        .filter(|r| !r.prefix.starts_with("2001:db8::8"))
+        .collect();
+    assert_eq!(shared.len(), 5, "{shared:#?}");
+    for args in [
+        vec![
+            "del",
+            "--jail",
+            "sshd",
+            "2001:db8:5::7",
+            "2001:db8:5::8",
+            "2001:db8:6::1",
+        ],
+        vec!["del", "2001:db8:5::7", "2001:db8:5::8"],
+        vec!["flush"],
+    ] {
+        let r = ns.f2b(&args).code(EXIT_CONFLICT);
+        assert!(r.stderr.contains("carries f2b-route's marker"), "{r}");
+        let after = ns.routes();
+        for kept in &shared {
+            assert!(after.contains(kept), "{kept:?} was removed\n{r}");
+        }
+    }
+    // Ours where nothing else carries the marker went with the flush.
+    assert!(!ns.owned_prefixes().contains(&host("2001:db8::8")));
+}
+
+/// Things that are not what f2b-route keeps, inside its state dir.
+#[test]
+fn fifos_hard_links_and_foreign_dirs_are_refused_quickly() {
+    let ns = Netns::new();
+    ns.f2b(&["add", "--jail", "sshd", "198.51.100.7"]).ok();
+    let state = ns.state_dir();
+    let before = ns.routes();
+    let refused = |what: &str| {
+        for args in [
+            vec!["add", "--jail", "sshd", "198.51.100.8"],
+            vec!["check"],
+            vec!["list"],
+        ] {
+            let start = Instant::now();
+            let r = ns.f2b(&args);
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{what}: hung\n{r}"
+            );
+            let r = r.code(EXIT_PERMISSION);
+            ns.assert_unchanged(&before, &r);
+        }
+    };
+    // A FIFO as the lock: runs used to wait on it for ever.
+    fs::rename(state.join("lock"), state.join("lock.saved")).unwrap();
+    nix::unistd::mkfifo(
+        &state.join("lock"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    refused("fifo lock");
+    fs::remove_file(state.join("lock")).unwrap();
+    fs::rename(state.join("lock.saved"), state.join("lock")).unwrap();
+    // A journal that is a second name of a file elsewhere: a ban used to
+    // append to that file.
+    let outside = ns.dir.join("outside");
+    fs::write(&outside, "keep\n").unwrap();
+    let journal = state.join("holds/sshd/.journal");
+    fs::remove_file(&journal).unwrap();
+    fs::hard_link(&outside, &journal).unwrap();
+    let r = ns.f2b(&["add", "--jail", "sshd", "198.51.100.8"]);
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "keep\n", "{r}");
+    assert_eq!(r.code, EXIT_PERMISSION, "{r}");
+    ns.f2b(&["check"]).code(EXIT_PERMISSION);
+    fs::remove_file(&journal).unwrap();
+    ns.f2b(&["check"]).ok();
+    // A jail directory of another user's.
+    chown(&state.join("holds/sshd"), 65534);
+    refused("foreign jail dir");
+    chown(&state.join("holds/sshd"), 0);
+    // A jail entry that is a link: check used to say all is well.
+    symlink(&ns.dir, state.join("holds/other")).unwrap();
+    refused("linked jail dir");
+    fs::remove_file(state.join("holds/other")).unwrap();
+    ns.f2b(&["check"]).ok();
+}
+
+#[test]
+fn a_config_too_large_is_refused_not_cut() {
+    let ns = Netns::new();
+    let mut text = String::new();
+    while text.len() < (1 << 20) + 1000 {
+        text.push_str("# padding padding padding padding padding padding padding\n");
+    }
+    text.push_str("protect = [\"203.0.113.0/24\"]\n");
+    ns.write_config(&text);
+    let r = ns.f2b(&["add", "203.0.113.50"]).code(EXIT_CONFIG);
+    assert!(r.stderr.contains("larger than"), "{r}");
+    assert!(ns.owned().is_empty());
+}
+
+/// fail2ban hands a raw ID "-" over as `-- "-"`: it used to read stdin,
+/// find nothing, and report success.
+#[test]
+fn a_dash_after_double_dash_is_no_stdin() {
+    let ns = Netns::new();
+    for cmd in ["add", "del"] {
+        let r = ns.f2b_stdin(&[cmd, "--jail", "sshd", "--", "-"], Some("198.51.100.7\n"));
+        r.code(EXIT_USAGE);
+    }
+    assert!(ns.owned().is_empty());
+    ns.f2b(&["add", "--jail", "sshd", "--", "198.51.100.7"])
+        .ok();
+    assert_eq!(ns.owned().len(), 1);
+}
+
+/// Each second that took a hold left an anchor file behind for ever.
+#[test]
+fn released_holds_leave_no_anchor_behind() {
+    let ns = Netns::new();
+    for i in 0..3 {
+        let ip = format!("198.51.100.{}", 10 + i);
+        ns.f2b(&["add", "--jail", "sshd", &ip]).ok();
+        ns.f2b(&["del", "--jail", "sshd", &ip]).ok();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let dir = ns.state_dir().join("holds/sshd");
+    let anchors: Vec<_> = fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".t"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(anchors.is_empty(), "{anchors:?}");
+}

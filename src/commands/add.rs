@@ -11,7 +11,7 @@ use crate::ledger;
 use crate::service;
 
 pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
-    let addrs = addresses(&args.ips)?;
+    let addrs = addresses(&args.ips, &args.literal)?;
     let jail = args.jail.as_deref().unwrap_or(ledger::MANUAL);
     let kind = args.kind.unwrap_or(ctx.config.route_type);
     require_net_admin()?;

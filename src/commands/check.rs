@@ -13,6 +13,13 @@ pub async fn run(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
     require_net_admin()?;
     let kernel = Kernel::connect()?;
     let bans = ctx.bans(&kernel);
+    // The repair (which makes the state dir) first, so that the preflight
+    // then speaks of what is there now.
+    let repaired = if args.repair {
+        Some(bans.repair().await?)
+    } else {
+        None
+    };
     let preflight = bans.preflight().await?;
     let c = &ctx.config;
     let mut summary = format!(
@@ -23,11 +30,10 @@ pub async fn run(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
         c.table_name(),
         ctx.state_dir.display(),
     );
-    if !args.repair {
+    let Some(out) = repaired else {
         ctx.out.summary(&summary);
         return Ok(());
-    }
-    let out = bans.repair().await?;
+    };
     for ip in &out.stale {
         ctx.out
             .change(format_args!("dropped the holds on {ip}: its route is gone"));
@@ -35,8 +41,9 @@ pub async fn run(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
     report_removed(ctx, &out.orphans, ": no jail held it");
     if out.lost > 0 {
         ctx.out.warning(&format!(
-            "the ledger holds nothing but {} of ours exist: it looks lost (state dir wiped \
-             or moved?), so none was removed; `f2b-route flush` removes them on purpose",
+            "left {} that no jail holds: they were there when this ledger was made (the \
+             old one looks lost: state dir wiped or moved?); a jail that bans them again \
+             holds them, `f2b-route flush` removes them",
             count(out.lost, "route")
         ));
     }
@@ -49,6 +56,6 @@ pub async fn run(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
         ));
     }
     ctx.out.summary(&summary);
-    out.orphans.failures.into_result("delete")?;
+    out.orphans.into_result()?;
     Ok(())
 }

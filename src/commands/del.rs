@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::kernel::Kernel;
 
 pub async fn run(ctx: &mut Ctx, args: &DelArgs) -> Result<()> {
-    let addrs = addresses(&args.ips)?;
+    let addrs = addresses(&args.ips, &args.literal)?;
     require_net_admin()?;
     let kernel = Kernel::connect()?;
     let out = ctx
@@ -38,6 +38,6 @@ pub async fn run(ctx: &mut Ctx, args: &DelArgs) -> Result<()> {
         summary.push_str(&format!(", {} failed", routes.failures.len()));
     }
     ctx.out.summary(&summary);
-    routes.failures.into_result("delete")?;
+    routes.into_result()?;
     Ok(())
 }

@@ -20,14 +20,14 @@ pub async fn run(ctx: &mut Ctx, args: &FlushArgs) -> Result<()> {
                 count(out.released, "hold"),
                 count(out.routes.removed.len(), "route")
             ));
-            out.routes.failures.into_result("delete")?;
+            out.routes.into_result()?;
         }
         None => {
             let out = bans.flush_all().await?;
             report_removed(ctx, &out, " (flush)");
             ctx.out
                 .summary(&format!("flushed {}", count(out.removed.len(), "route")));
-            out.failures.into_result("delete")?;
+            out.into_result()?;
         }
     }
     Ok(())

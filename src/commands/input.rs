@@ -12,10 +12,11 @@ use crate::error::Error;
 /// must not land whole in fail2ban's log.
 const QUOTE_MAX: usize = 64;
 
-/// The addresses of `args`, "-" standing for stdin's lines. Duplicates are
-/// dropped. An empty stdin is no address at all, which is nothing to do,
-/// not an error. A line may end in CRLF.
-pub fn addresses(args: &[String]) -> Result<Vec<IpAddr>, Error> {
+/// The addresses of `args`, "-" standing for stdin's lines, then those of
+/// `literal` (the arguments after `--`, where "-" is no stdin but bad
+/// input). Duplicates are dropped. An empty stdin is no address at all,
+/// which is nothing to do, not an error. A line may end in CRLF.
+pub fn addresses(args: &[String], literal: &[String]) -> Result<Vec<IpAddr>, Error> {
     if args.iter().filter(|a| *a == "-").count() > 1 {
         return Err(Error::StdinTwice);
     }
@@ -42,6 +43,9 @@ pub fn addresses(args: &[String]) -> Result<Vec<IpAddr>, Error> {
         } else {
             inputs.push((arg.as_str(), false, i + 1));
         }
+    }
+    for (i, arg) in literal.iter().enumerate() {
+        inputs.push((arg.as_str(), false, args.len() + i + 1));
     }
     let mut seen = HashSet::with_capacity(inputs.len());
     let mut out = Vec::with_capacity(inputs.len());

@@ -105,4 +105,9 @@ fn report_removed(ctx: &mut Ctx, routes: &crate::service::Removed, why: &str) {
         ctx.out
             .detail(format_args!("{ip}: no route of ours (already gone)"));
     }
+    for (ip, route) in &routes.shared {
+        ctx.out.refusal(format_args!(
+            "left {ip}{why}: {route} carries f2b-route's marker there too"
+        ));
+    }
 }

@@ -5,6 +5,7 @@
 
 mod transport;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -13,12 +14,12 @@ use netlink_packet_core::{NetlinkMessage, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::model::{LocalAddr, Lookup, Marker, OwnedRoute, RouteKind};
+use crate::model::{LocalAddr, Lookup, Marker, OwnedRoute, RouteDesc, RouteKind};
 use crate::route;
 pub use transport::REPLY_TIMEOUT;
 use transport::{Answer, Connection};
 
-/// Extra delete passes for one address (routes appended beside ours).
+/// Extra delete rounds for one address (routes appended beside ours).
 const MAX_ALIASES: usize = 8;
 
 /// What went wrong talking to the kernel. Errors about one address of a
@@ -60,6 +61,17 @@ impl KernelError {
             _ => None,
         }
     }
+}
+
+/// How a delete went, for one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    Removed,
+    /// No route of ours was there.
+    Absent,
+    /// A route of another type carries our marker at this IPv6 address:
+    /// nothing was deleted there, for the kernel cannot be told which.
+    Shared(RouteDesc),
 }
 
 /// How an add went.
@@ -144,7 +156,7 @@ impl Kernel {
     ) -> Result<Vec<Result<Added, io::Error>>, KernelError> {
         let answers = self
             .conn
-            .change(addrs, |ip| *ip, |ip| route::add(*ip, kind, marker))
+            .change(addrs, |ip| route::add(*ip, kind, marker))
             .await?;
         Ok(answers
             .into_iter()
@@ -156,72 +168,168 @@ impl Kernel {
             .collect())
     }
 
-    /// Delete our dropping routes for each address; `Ok(false)` when there
-    /// was none. `first` is the type tried first (the one `add` makes
-    /// unless told otherwise); the others follow for IPv4, whose deletes
-    /// match the type. The kernel removes one route per request, and IPv4
-    /// may hold several with our marker for one address (`ip route
-    /// append`), so a delete that succeeded is repeated until none is left.
+    /// Delete our dropping routes for each address. `first` is the type
+    /// tried first for IPv4 (the one `add` makes unless told otherwise).
+    ///
+    /// IPv4 deletes name the type, which the kernel matches: a delete of
+    /// each dropping type, repeated while one succeeds (`ip route append`
+    /// can put several routes with our marker on one address), removes
+    /// exactly those. IPv6 deletes match prefix, metric, protocol and table
+    /// but ignore the type, so what carries our marker at each address is
+    /// dumped first: an address where a route of another type carries it
+    /// too is left alone ([`Deleted::Shared`]), for the kernel might remove
+    /// that one instead of ours.
     pub async fn del(
         &self,
         addrs: &[IpAddr],
         first: RouteKind,
         marker: Marker,
-    ) -> Result<Vec<Result<bool, io::Error>>, KernelError> {
-        let order: Vec<RouteKind> = std::iter::once(first)
-            .chain(RouteKind::ALL.into_iter().filter(|k| *k != first))
+    ) -> Result<Vec<Result<Deleted, io::Error>>, KernelError> {
+        let mut out: Vec<Result<Deleted, io::Error>> =
+            addrs.iter().map(|_| Ok(Deleted::Absent)).collect();
+        let v6: Vec<usize> = (0..addrs.len()).filter(|&i| addrs[i].is_ipv6()).collect();
+        self.del_v6(addrs, &v6, marker, &mut out).await?;
+
+        let others: Vec<RouteKind> = RouteKind::ALL.into_iter().filter(|k| *k != first).collect();
+        // (index into addrs, the types to delete this round, rounds done)
+        let mut pending: Vec<(usize, Vec<RouteKind>, usize)> = (0..addrs.len())
+            .filter(|&i| addrs[i].is_ipv4())
+            .map(|i| (i, vec![first], 0))
             .collect();
-        let mut outcomes: Vec<Result<bool, io::Error>> = addrs.iter().map(|_| Ok(false)).collect();
-        // (index into addrs, index into order, deletes done for it)
-        let mut pending: Vec<(usize, usize, usize)> = (0..addrs.len()).map(|i| (i, 0, 0)).collect();
         while !pending.is_empty() {
-            let batch: Vec<(IpAddr, RouteKind)> = pending
+            let requests: Vec<(IpAddr, RouteKind)> = pending
                 .iter()
-                .map(|&(i, k, _)| (addrs[i], order[k]))
+                .flat_map(|(i, kinds, _)| kinds.iter().map(|k| (addrs[*i], *k)))
                 .collect();
-            let answers = self.del_once(&batch, marker).await?;
+            let mut answers = self.del_each(&requests, marker).await?.into_iter();
             let mut next = Vec::new();
-            for ((i, k, done), answer) in pending.into_iter().zip(answers) {
-                match answer {
-                    Ok(true) => {
-                        outcomes[i] = Ok(true);
-                        if done < MAX_ALIASES {
-                            next.push((i, k, done + 1));
-                        }
+            for (i, kinds, rounds) in pending {
+                let mut removed = false;
+                for _ in &kinds {
+                    match answers.next().expect("an answer per request") {
+                        Ok(true) => removed = true,
+                        Ok(false) => {}
+                        Err(e) => out[i] = Err(e),
                     }
-                    // None of this type: the next type (IPv6 ignores the type).
-                    Ok(false) => {
-                        if addrs[i].is_ipv4() && k + 1 < order.len() {
-                            next.push((i, k + 1, done));
-                        }
+                }
+                if out[i].is_err() {
+                    continue;
+                }
+                if removed {
+                    out[i] = Ok(Deleted::Removed);
+                    // One more round of every type: appended routes.
+                    if rounds < MAX_ALIASES {
+                        next.push((i, RouteKind::ALL.to_vec(), rounds + 1));
                     }
-                    Err(e) => outcomes[i] = Err(e),
+                } else if kinds.len() == 1 && rounds == 0 {
+                    next.push((i, others.clone(), 1));
                 }
             }
             pending = next;
         }
-        Ok(outcomes)
+        Ok(out)
     }
 
-    /// Delete each of `routes` as a dump listed it, one request each (a
-    /// dump lists each of several routes to one address).
+    /// Delete each of `routes` as a dump listed it: IPv4 by its type, one
+    /// request each (a dump lists each of several routes to one address);
+    /// IPv6 as [`Kernel::del`] does.
     pub async fn del_listed(
         &self,
         routes: &[OwnedRoute],
         marker: Marker,
-    ) -> Result<Vec<Result<bool, io::Error>>, KernelError> {
-        let batch: Vec<(IpAddr, RouteKind)> = routes.iter().map(|r| (r.addr, r.kind)).collect();
-        self.del_once(&batch, marker).await
+    ) -> Result<Vec<Result<Deleted, io::Error>>, KernelError> {
+        let addrs: Vec<IpAddr> = routes.iter().map(|r| r.addr).collect();
+        let mut out: Vec<Result<Deleted, io::Error>> =
+            routes.iter().map(|_| Ok(Deleted::Absent)).collect();
+        // One IPv6 route per address (the kernel allows no second with our
+        // metric and protocol but a sibling, which del_v6 refuses anyway).
+        let mut seen = std::collections::HashSet::new();
+        let v6: Vec<usize> = (0..routes.len())
+            .filter(|&i| addrs[i].is_ipv6() && seen.insert(addrs[i]))
+            .collect();
+        self.del_v6(&addrs, &v6, marker, &mut out).await?;
+        let v4: Vec<usize> = (0..routes.len()).filter(|&i| addrs[i].is_ipv4()).collect();
+        let requests: Vec<(IpAddr, RouteKind)> = v4
+            .iter()
+            .map(|&i| (routes[i].addr, routes[i].kind))
+            .collect();
+        for (i, answer) in v4.into_iter().zip(self.del_each(&requests, marker).await?) {
+            out[i] = answer.map(|gone| {
+                if gone {
+                    Deleted::Removed
+                } else {
+                    Deleted::Absent
+                }
+            });
+        }
+        Ok(out)
     }
 
-    async fn del_once(
+    /// The IPv6 half of a delete: the addresses `which` of `addrs`, checked
+    /// against a dump of what carries our marker, then deleted.
+    async fn del_v6(
+        &self,
+        addrs: &[IpAddr],
+        which: &[usize],
+        marker: Marker,
+        out: &mut [Result<Deleted, io::Error>],
+    ) -> Result<(), KernelError> {
+        if which.is_empty() {
+            return Ok(());
+        }
+        // Address -> (our dropping routes there, a route of another type).
+        let mut there: HashMap<IpAddr, (usize, Option<RouteDesc>)> = HashMap::new();
+        self.conn
+            .dump(route::dump(AddressFamily::Inet6, marker), |m| {
+                if let RouteNetlinkMessage::NewRoute(r) = m {
+                    if let Some((addr, kind, desc)) = route::marked(&r, marker) {
+                        let entry = there.entry(addr).or_default();
+                        match kind {
+                            Some(_) => entry.0 += 1,
+                            None => entry.1 = Some(desc),
+                        }
+                    }
+                }
+            })
+            .await?;
+        let mut requests: Vec<(IpAddr, RouteKind)> = Vec::new();
+        let mut owners: Vec<usize> = Vec::new();
+        for &i in which {
+            match there.get(&addrs[i]) {
+                // Nothing of ours there: nothing to delete, whatever else is.
+                None | Some((0, _)) => {}
+                Some((_, Some(desc))) => out[i] = Ok(Deleted::Shared(desc.clone())),
+                Some((n, None)) => {
+                    for _ in 0..*n {
+                        requests.push((addrs[i], RouteKind::Blackhole));
+                        owners.push(i);
+                    }
+                }
+            }
+        }
+        for (i, answer) in owners
+            .into_iter()
+            .zip(self.del_each(&requests, marker).await?)
+        {
+            match answer {
+                Ok(true) => out[i] = Ok(Deleted::Removed),
+                // Gone meanwhile: as good.
+                Ok(false) => {}
+                Err(e) => out[i] = Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// One delete per `(address, type)`; `Ok(false)` where there was none.
+    async fn del_each(
         &self,
         routes: &[(IpAddr, RouteKind)],
         marker: Marker,
     ) -> Result<Vec<Result<bool, io::Error>>, KernelError> {
         let answers = self
             .conn
-            .change(routes, |r| r.0, |&(ip, kind)| route::del(ip, kind, marker))
+            .change(routes, |&(ip, kind)| route::del(ip, kind, marker))
             .await?;
         Ok(answers
             .into_iter()

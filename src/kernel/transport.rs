@@ -3,7 +3,6 @@
 //! of hundreds of thousands. Knows messages and replies, not routes.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -20,7 +19,7 @@ use rtnetlink::proto::{self, ConnectionHandle, ReplyExpectation};
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, AsyncSocket, SocketAddr};
 
 use super::KernelError;
-use crate::route::{self, Refusal, Request};
+use crate::route::{Refusal, Request};
 
 /// Messages per datagram, with a forced receive buffer and without one (the
 /// default buffer, about 200 KB, holds the replies of a few dozen lookups).
@@ -54,8 +53,11 @@ impl Connection {
         let (mut conn, handle, unsolicited) =
             proto::new_connection::<RouteNetlinkMessage>(NETLINK_ROUTE)
                 .map_err(KernelError::Unavailable)?;
-        // The end of a dump carries its error code: we want to see it.
+        // The end of a dump carries its error code, and a batch's
+        // acknowledgement the sequence number its errors are counted from:
+        // we want to see both.
         conn.set_forward_done(true);
+        conn.set_forward_ack(true);
         let socket = conn.socket_mut().socket_mut();
         socket
             .set_netlink_get_strict_chk(true)
@@ -143,68 +145,90 @@ impl Connection {
         Ok(answers.into_iter().flatten().collect())
     }
 
-    /// Changes (add, del), one per item of `items`, each about the address
-    /// `addr(item)`: the answer is `Ok` or the errno. An error is keyed by
-    /// the address its request names, so the items should name distinct
-    /// addresses (two about one address share their answer). Only the last message of a batch asks for an
-    /// acknowledgement; the kernel processes a datagram in order and answers
-    /// the others only when they fail, so one reply closes a batch of 256
-    /// instead of 256 replies. Those failures arrive on the connection's
-    /// unsolicited stream, before the batch's acknowledgement, each carrying
-    /// the request it answers.
-    /// Each batch's messages are built (`request`) only when it is sent.
+    /// Changes (add, del), one message per item of `items`: the answer is
+    /// `Ok` or the errno, in order. Only the last message of a batch asks
+    /// for an acknowledgement; the kernel processes a datagram in order and
+    /// answers the others only when they fail, so one reply closes a batch
+    /// of 256 instead of 256 replies. Those failures arrive on the
+    /// connection's unsolicited stream before the batch's acknowledgement,
+    /// each with the sequence number of the request it answers; the
+    /// protocol numbers a batch's messages consecutively, and the
+    /// acknowledgement carries the last one's, so each failure finds its
+    /// item (several may be about one address). Each batch's messages are
+    /// built (`request`) only when it is sent.
     pub async fn change<T>(
         &self,
         items: &[T],
-        addr: impl Fn(&T) -> IpAddr,
         request: impl Fn(&T) -> Request,
     ) -> Result<Vec<Result<(), i32>>, KernelError> {
-        let mut errors: HashMap<IpAddr, i32> = HashMap::new();
-        let mut note =
-            |replies: Vec<NetlinkMessage<RouteNetlinkMessage>>| -> Result<(), KernelError> {
-                for msg in replies {
-                    if let NetlinkPayload::Error(e) = msg.payload {
-                        if e.raw_code() != 0 {
-                            let ip = route::failed_destination(&e.header)
-                                .ok_or_else(|| KernelError::Unattributable(e.to_io()))?;
-                            errors.insert(ip, -e.raw_code());
-                        }
+        let mut answers: Vec<Result<(), i32>> = items.iter().map(|_| Ok(())).collect();
+        // Per batch: the index of its first item, its length, and the
+        // replies it expected (the last message's answer).
+        let replies: Vec<(usize, usize, Vec<NetlinkMessage<RouteNetlinkMessage>>)> =
+            stream::iter(items.chunks(self.batch).enumerate())
+                .map(|(n, batch)| {
+                    let request = &request;
+                    async move {
+                        let last = batch.len() - 1;
+                        let messages = batch.iter().enumerate().map(|(i, item)| {
+                            let mut msg = request(item);
+                            if i == last {
+                                msg.header.flags |= NLM_F_ACK;
+                                (msg, ReplyExpectation::Expected)
+                            } else {
+                                msg.header.flags &= !NLM_F_ACK;
+                                (msg, ReplyExpectation::NotExpected)
+                            }
+                        });
+                        let replies = self.send_batch(messages).await?;
+                        Ok::<_, KernelError>((n * self.batch, batch.len(), replies))
+                    }
+                })
+                .buffered(self.window)
+                .try_collect()
+                .await?;
+        // Sequence number of each batch's first message -> its first item.
+        let mut firsts: Vec<(u32, usize, usize)> = Vec::with_capacity(replies.len());
+        for (start, len, msgs) in replies {
+            let last = msgs
+                .iter()
+                .find_map(|m| match &m.payload {
+                    NetlinkPayload::Error(_) => Some(m.header.sequence_number),
+                    _ => None,
+                })
+                .ok_or(KernelError::Replies { got: 0, sent: 1 })?;
+            let first = last.wrapping_sub(len as u32 - 1);
+            firsts.push((first, start, len));
+            for msg in msgs {
+                if let NetlinkPayload::Error(e) = &msg.payload {
+                    if e.raw_code() != 0 {
+                        answers[start + len - 1] = Err(-e.raw_code());
                     }
                 }
-                Ok(())
-            };
-        let replies: Vec<Vec<_>> = stream::iter(items.chunks(self.batch))
-            .map(|batch| async {
-                let last = batch.len() - 1;
-                let messages = batch.iter().enumerate().map(|(i, item)| {
-                    let mut msg = request(item);
-                    if i == last {
-                        msg.header.flags |= NLM_F_ACK;
-                        (msg, ReplyExpectation::Expected)
-                    } else {
-                        msg.header.flags &= !NLM_F_ACK;
-                        (msg, ReplyExpectation::NotExpected)
-                    }
-                });
-                self.send_batch(messages).await
-            })
-            .buffered(self.window)
-            .try_collect()
-            .await?;
-        for batch in replies {
-            note(batch)?;
+            }
         }
         let mut unsolicited = self.unsolicited.borrow_mut();
         while let Ok((msg, _)) = unsolicited.try_recv() {
-            if matches!(msg.payload, NetlinkPayload::Overrun(_)) {
-                return Err(KernelError::Overrun);
+            let NetlinkPayload::Error(e) = &msg.payload else {
+                if matches!(msg.payload, NetlinkPayload::Overrun(_)) {
+                    return Err(KernelError::Overrun);
+                }
+                continue;
+            };
+            if e.raw_code() == 0 {
+                continue;
             }
-            note(vec![msg])?;
+            let seq = msg.header.sequence_number;
+            let item = firsts.iter().find_map(|&(first, start, len)| {
+                let offset = seq.wrapping_sub(first) as usize;
+                (offset < len).then_some(start + offset)
+            });
+            match item {
+                Some(i) => answers[i] = Err(-e.raw_code()),
+                None => return Err(KernelError::Unattributable(e.to_io())),
+            }
         }
-        Ok(items
-            .iter()
-            .map(|item| errors.get(&addr(item)).map_or(Ok(()), |code| Err(*code)))
-            .collect())
+        Ok(answers)
     }
 
     /// Run a dump, handing each message to `each` as it arrives (a dump of

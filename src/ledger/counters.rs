@@ -13,7 +13,7 @@ use std::io::{self, Read, Seek, Write};
 
 use nix::fcntl::OFlag;
 
-use crate::trusted::Dir;
+use crate::trusted::{Dir, Names};
 
 pub const FILE: &str = "counters";
 
@@ -113,7 +113,7 @@ pub fn read(state: &Dir, now: u64) -> io::Result<Counts> {
         since: now,
         ..Counts::default()
     };
-    let mut file = match state.open(std::ffi::OsStr::new(FILE), OFlag::O_RDONLY, 0) {
+    let mut file = match state.open(std::ffi::OsStr::new(FILE), OFlag::O_RDONLY, 0, Names::One) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(fresh),
         Err(e) => return Err(e),
@@ -129,7 +129,7 @@ pub fn read(state: &Dir, now: u64) -> io::Result<Counts> {
 /// exclusive lock).
 pub fn add(state: &Dir, delta: &Counts, now: u64) -> io::Result<()> {
     let name = std::ffi::OsStr::new(FILE);
-    let mut file = state.open(name, OFlag::O_RDWR | OFlag::O_CREAT, 0o600)?;
+    let mut file = state.open(name, OFlag::O_RDWR | OFlag::O_CREAT, 0o600, Names::One)?;
     let mut text = String::new();
     let mut counts = match file.read_to_string(&mut text) {
         Ok(_) => Counts::parse(&text),

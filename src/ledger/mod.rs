@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
-use crate::trusted::{self, Dir, TrustError};
+use crate::trusted::{self, Dir, Names, TrustError};
 
 pub mod counters;
 pub use counters::{Counter, Counts};
@@ -70,15 +70,17 @@ pub fn valid_jail(name: &str) -> bool {
 /// What went wrong with the state dir.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("state dir: refusing a directory another user could change")]
+    #[error("state dir refused")]
     Untrusted(#[source] TrustError),
-    #[error("{}: a symbolic link or other non-file where f2b-route keeps its state (never followed)", path.display())]
-    Symlink { path: PathBuf },
-    #[error("state dir {}: another f2b-route run held the lock for more than {} s", path.display(), LOCK_WAIT.as_secs())]
+    /// Not what f2b-route keeps there: a link, another kind of file, another
+    /// owner, a second name. Never followed or used.
+    #[error("state dir refused: {path:?}: {reason}")]
+    Unsafe { path: PathBuf, reason: String },
+    #[error("state dir {path:?}: another f2b-route run held the lock for more than {} s", LOCK_WAIT.as_secs())]
     LockTimeout { path: PathBuf },
-    #[error("state dir {}: more than 65,536 jails", path.display())]
+    #[error("state dir {path:?}: more than 65,536 jails")]
     TooManyJails { path: PathBuf },
-    #[error("state dir {}", path.display())]
+    #[error("state dir {path:?}")]
     Io {
         path: PathBuf,
         #[source]
@@ -89,7 +91,10 @@ pub enum LedgerError {
 impl LedgerError {
     fn at(path: PathBuf) -> impl FnOnce(io::Error) -> LedgerError {
         move |source| match source.raw_os_error() {
-            Some(nix::libc::ELOOP) => LedgerError::Symlink { path },
+            _ if trusted::unsafe_reason(&source).is_some() => LedgerError::Unsafe {
+                reason: trusted::unsafe_reason(&source).unwrap_or_default(),
+                path,
+            },
             _ => LedgerError::Io { path, source },
         }
     }
@@ -108,7 +113,10 @@ impl From<TrustError> for LedgerError {
     fn from(e: TrustError) -> Self {
         match e {
             TrustError::Io { path, source } => LedgerError::at(path)(source),
-            TrustError::Symlink { path } => LedgerError::Symlink { path },
+            TrustError::Symlink { path } => LedgerError::Unsafe {
+                path,
+                reason: "a symbolic link (never followed)".into(),
+            },
             other => LedgerError::Untrusted(other),
         }
     }
@@ -197,6 +205,8 @@ const JOURNAL_NEW: &str = ".journal.new";
 const JOURNAL_COMPACT_BYTES: u64 = 32 << 20;
 /// Present while a run changes holds; left behind by a run that died.
 const DIRTY: &str = "journal.dirty";
+/// Routes of ours that existed when the ledger was made, one address a line.
+const FOUND: &str = "found";
 /// What a full flush renames `holds` to before removing it.
 const OLD_PREFIX: &str = "holds.old.";
 /// Anchors are named `.t<unix time>`.
@@ -230,26 +240,38 @@ pub fn inspect(dir: &Path) -> Result<bool> {
         }
         Err(e) => return Err(e.into()),
     };
-    for (name, want_dir) in [
-        (LOCK, false),
-        (HOLDS, true),
-        (DIRTY, false),
-        (counters::FILE, false),
-    ] {
-        let st = state
+    // What a run opens, opened (not changed) as it does, without the lock.
+    for name in [LOCK, DIRTY, FOUND, counters::FILE] {
+        if state
             .stat(os(name))
-            .map_err(LedgerError::at(state.show(name)))?;
-        if let Some(st) = st {
-            let fmt = st.st_mode & nix::libc::S_IFMT;
-            let ok = if want_dir {
-                fmt == nix::libc::S_IFDIR
-            } else {
-                fmt == nix::libc::S_IFREG
-            };
-            if !ok {
-                return Err(LedgerError::Symlink {
-                    path: state.show(name),
-                });
+            .map_err(LedgerError::at(state.show(name)))?
+            .is_some()
+        {
+            state
+                .open(os(name), OFlag::O_RDONLY, 0, Names::One)
+                .map_err(LedgerError::at(state.show(name)))?;
+        }
+    }
+    let holds = match state.open_dir(os(HOLDS)) {
+        Ok(h) => h,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(LedgerError::at(state.show(HOLDS))(e)),
+    };
+    for entry in holds.entries().map_err(LedgerError::at(holds.show("")))? {
+        let Some(name) = entry.name.to_str() else {
+            continue;
+        };
+        if valid_jail(name) || name == MANUAL {
+            let jail = holds
+                .open_dir(&entry.name)
+                .map_err(LedgerError::at(holds.show(name)))?;
+            if jail
+                .stat(os(JOURNAL))
+                .map_err(LedgerError::at(jail.show(JOURNAL)))?
+                .is_some()
+            {
+                jail.open(os(JOURNAL), OFlag::O_RDONLY, 0, Names::One)
+                    .map_err(LedgerError::at(jail.show(JOURNAL)))?;
             }
         }
     }
@@ -268,6 +290,8 @@ pub struct Ledger {
     anchors: Vec<(String, u64, u32)>,
     /// Journal lines of this run's changes, per jail, appended by `finish`.
     pending: BTreeMap<String, String>,
+    /// The journals this run appends to, opened before its first change.
+    journals: HashMap<String, File>,
     /// Whether this run wrote the dirty marker.
     marked: bool,
     /// Whether the journals can be trusted (no run died since they were written).
@@ -275,14 +299,22 @@ pub struct Ledger {
     /// What this run counted, added to `counters` by `finish`.
     counted: Counts,
     access: Access,
+    /// Whether this run made the ledger (it did not exist, or was lost).
+    fresh: bool,
     /// Where the state dir is, for messages.
     path: PathBuf,
     _lock: Option<Flock<File>>,
 }
 
 impl Ledger {
-    /// Open (creating it if needed, for writes) and lock the ledger in `dir`.
+    /// Open (creating it if needed, for writes) and lock the ledger in `dir`,
+    /// waiting at most [`LOCK_WAIT`] for the lock.
     pub fn open(dir: &Path, access: Access) -> Result<Ledger> {
+        Ledger::open_waiting(dir, access, LOCK_WAIT)
+    }
+
+    /// The same, waiting at most `wait` for the lock.
+    pub fn open_waiting(dir: &Path, access: Access, wait: Duration) -> Result<Ledger> {
         let state = match trusted::open_dir(dir, access == Access::Write) {
             Ok(d) => d,
             // Nothing was ever held: read an empty ledger.
@@ -295,25 +327,25 @@ impl Ledger {
             Access::Read => OFlag::O_RDONLY,
             Access::Write => OFlag::O_RDWR | OFlag::O_CREAT,
         };
-        let file = match state.open(os(LOCK), flags, 0o600) {
+        let file = match state.open(os(LOCK), flags, 0o600, Names::One) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound && access == Access::Read => {
                 return Ok(Ledger::empty(dir));
             }
             Err(e) => return Err(LedgerError::at(state.show(LOCK))(e)),
         };
-        let lock = lock(file, access, &state.show(LOCK))?;
+        let lock = lock(file, access, &state.show(LOCK), wait)?;
         // `holds/` is made under the lock, or a run could make it between a
-        // flush's rename and its mkdir.
-        if access == Access::Write {
-            state
+        // flush's rename and its mkdir; the run that makes it makes a new
+        // ledger.
+        let fresh = access == Access::Write
+            && state
                 .mkdir(os(HOLDS), 0o700)
                 .map_err(LedgerError::at(state.show(HOLDS)))?;
-        }
         let holds = match state.open_dir(os(HOLDS)) {
             Ok(d) => Some(d),
             Err(e) if e.kind() == io::ErrorKind::NotFound && access == Access::Read => None,
-            Err(e) => return Err(not_a_dir(state.show(HOLDS), e)),
+            Err(e) => return Err(LedgerError::at(state.show(HOLDS))(e)),
         };
         let dirty = match state
             .stat(os(DIRTY))
@@ -322,8 +354,9 @@ impl Ledger {
             None => false,
             Some(st) if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG => true,
             Some(_) => {
-                return Err(LedgerError::Symlink {
+                return Err(LedgerError::Unsafe {
                     path: state.show(DIRTY),
+                    reason: "not a regular file".into(),
                 })
             }
         };
@@ -334,10 +367,12 @@ impl Ledger {
             jails: Vec::new(),
             anchors: Vec::new(),
             pending: BTreeMap::new(),
+            journals: HashMap::new(),
             marked: false,
             journals_trusted: !dirty,
             counted: Counts::default(),
             access,
+            fresh,
             _lock: Some(lock),
         };
         ledger.jails = ledger.open_jails()?;
@@ -363,10 +398,12 @@ impl Ledger {
             jails: Vec::new(),
             anchors: Vec::new(),
             pending: BTreeMap::new(),
+            journals: HashMap::new(),
             marked: false,
             journals_trusted: true,
             counted: Counts::default(),
             access: Access::Read,
+            fresh: false,
             _lock: None,
         }
     }
@@ -398,7 +435,7 @@ impl Ledger {
             if valid_jail(name) || name == MANUAL {
                 let dir = holds
                     .open_dir(&entry.name)
-                    .map_err(|e| not_a_dir(holds.show(name), e))?;
+                    .map_err(LedgerError::at(holds.show(name)))?;
                 jails.push((name.to_owned(), dir));
             }
         }
@@ -417,7 +454,12 @@ impl Ledger {
         if !self.marked {
             let state = self.state();
             state
-                .open(os(DIRTY), OFlag::O_WRONLY | OFlag::O_CREAT, 0o600)
+                .open(
+                    os(DIRTY),
+                    OFlag::O_WRONLY | OFlag::O_CREAT,
+                    0o600,
+                    Names::One,
+                )
                 .map_err(LedgerError::at(state.show(DIRTY)))?;
             self.marked = true;
         }
@@ -457,12 +499,13 @@ impl Ledger {
                     .map_err(LedgerError::at(holds.show(jail)))?;
                 let dir = holds
                     .open_dir(os(jail))
-                    .map_err(|e| not_a_dir(holds.show(jail), e))?;
+                    .map_err(LedgerError::at(holds.show(jail)))?;
                 self.jails.push((jail.to_owned(), dir));
                 self.jails.sort_by(|a, b| a.0.cmp(&b.0));
                 self.find(jail).expect("just added")
             }
         };
+        self.open_journal(i)?;
         self.mark()?;
         let name = OsString::from(ip.to_string());
         loop {
@@ -493,25 +536,22 @@ impl Ledger {
             .map(|(_, _, g)| *g);
         let name = anchor_name(since, known.unwrap_or(0));
         if known.is_none() {
-            self.make_anchor(i, &name)?;
+            self.make_anchor(i, &name, since)?;
             self.anchors.push((jail, since, 0));
         }
         Ok(name)
     }
 
-    fn make_anchor(&self, i: usize, name: &OsStr) -> Result<()> {
+    /// Make sure the anchor `name` of `since` exists, its mtime `since`
+    /// (which names it again when its last hold is released).
+    fn make_anchor(&self, i: usize, name: &OsStr, since: u64) -> Result<()> {
         let dir = &self.jails[i].1;
         let file = dir
-            .open(name, OFlag::O_WRONLY | OFlag::O_CREAT, 0o600)
+            .open(name, OFlag::O_WRONLY | OFlag::O_CREAT, 0o600, Names::Many)
             .map_err(LedgerError::at(dir.show(name)))?;
-        let st =
-            nix::sys::stat::fstat(&file).map_err(|e| LedgerError::at(dir.show(name))(e.into()))?;
-        if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG {
-            return Err(LedgerError::Symlink {
-                path: dir.show(name),
-            });
-        }
-        Ok(())
+        let t = nix::sys::time::TimeSpec::new(i64::try_from(since).unwrap_or(i64::MAX), 0);
+        nix::sys::stat::futimens(&file, &t, &t)
+            .map_err(|e| LedgerError::at(dir.show(name))(e.into()))
     }
 
     /// The current anchor of `since` is full: make the next one.
@@ -526,7 +566,7 @@ impl Ledger {
         };
         a.2 += 1;
         let name = anchor_name(since, a.2);
-        self.make_anchor(i, &name)
+        self.make_anchor(i, &name, since)
     }
 
     /// Drop `jail`'s hold on `ip`; `false` when it had none.
@@ -535,24 +575,51 @@ impl Ledger {
             return Ok(false);
         };
         let name = OsString::from(ip.to_string());
-        if !self.marked {
-            // Releasing nothing is common (idempotent unbans): only mark
-            // when there is something to release.
-            let dir = &self.jails[i].1;
-            match dir.stat(&name) {
-                Ok(Some(_)) => self.mark()?,
-                Ok(None) => return Ok(false),
-                Err(e) => return Err(LedgerError::at(dir.show(&name))(e)),
-            }
-        }
+        // Releasing nothing is common (idempotent unbans): only mark when
+        // there is something to release.
+        let dir = &self.jails[i].1;
+        let hold = match dir.stat(&name) {
+            Ok(Some(st)) => st,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(LedgerError::at(dir.show(&name))(e)),
+        };
+        self.open_journal(i)?;
+        self.mark()?;
         let dir = &self.jails[i].1;
         match dir.unlink(&name) {
-            Ok(true) => {
-                self.journal(jail, format_args!("-{ip}\n"));
-                Ok(true)
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(e) => return Err(LedgerError::at(dir.show(&name))(e)),
+        }
+        self.journal(jail, format_args!("-{ip}\n"));
+        if hold.st_nlink == 2 {
+            // This was the last hold of its second: its anchor goes too, or
+            // a slow brute force would leave an inode per second it banned.
+            self.drop_anchor(i, hold.st_ino, hold.st_mtime);
+        }
+        Ok(true)
+    }
+
+    /// Remove the anchor with inode `ino` (named after `since`, its mtime)
+    /// in jail `i` once no hold links to it.
+    fn drop_anchor(&mut self, i: usize, ino: u64, since: i64) {
+        let Ok(since) = u64::try_from(since) else {
+            return;
+        };
+        let dir = &self.jails[i].1;
+        for generation in 0.. {
+            let name = anchor_name(since, generation);
+            match dir.stat(&name) {
+                Ok(Some(st)) if st.st_ino == ino => {
+                    if st.st_nlink == 1 && dir.unlink(&name).is_ok() {
+                        let jail = &self.jails[i].0;
+                        self.anchors.retain(|(j, t, _)| !(j == jail && *t == since));
+                    }
+                    return;
+                }
+                Ok(Some(_)) => {}
+                _ => return,
             }
-            Ok(false) => Ok(false),
-            Err(e) => Err(LedgerError::at(dir.show(&name))(e)),
         }
     }
 
@@ -596,6 +663,70 @@ impl Ledger {
         self.jails.iter().map(|(j, _)| j.as_str())
     }
 
+    /// Whether this run made the ledger: there was none (first use, or the
+    /// state dir was wiped or moved). Routes of ours that exist then were
+    /// not made under this ledger: see [`Ledger::remember_found`].
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Record the routes of ours that existed when this ledger was made: no
+    /// hold says who banned them, so a repair must not take them for the
+    /// leftovers of a crash.
+    pub fn remember_found(&mut self, addrs: &[IpAddr]) -> Result<()> {
+        let state = self.state();
+        if addrs.is_empty() {
+            return state
+                .unlink(os(FOUND))
+                .map(drop)
+                .map_err(LedgerError::at(state.show(FOUND)));
+        }
+        let mut text = String::with_capacity(addrs.len() * 16);
+        for ip in addrs {
+            use std::fmt::Write as _;
+            let _ = writeln!(text, "{ip}");
+        }
+        state
+            .replace(FOUND, text.as_bytes(), 0o600)
+            .map_err(LedgerError::at(state.show(FOUND)))
+    }
+
+    /// The routes recorded by [`Ledger::remember_found`] and not yet
+    /// settled (held again, or gone).
+    pub fn found(&self) -> Result<std::collections::HashSet<IpAddr>> {
+        let Some(state) = &self.state else {
+            return Ok(Default::default());
+        };
+        let mut text = String::new();
+        match state.open(os(FOUND), OFlag::O_RDONLY, 0, Names::One) {
+            Ok(mut f) => f
+                .read_to_string(&mut text)
+                .map_err(LedgerError::at(state.show(FOUND)))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(LedgerError::at(state.show(FOUND))(e)),
+        };
+        Ok(text.lines().filter_map(|l| l.parse().ok()).collect())
+    }
+
+    /// Open jail `i`'s journal for this run's appends, before its first
+    /// change: a journal that is not what it should be (a link, a second
+    /// name of a file elsewhere) stops the run before anything changed.
+    fn open_journal(&mut self, i: usize) -> Result<()> {
+        let (jail, dir) = &self.jails[i];
+        if !self.journals.contains_key(jail) {
+            let file = dir
+                .open(
+                    os(JOURNAL),
+                    OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
+                    0o600,
+                    Names::One,
+                )
+                .map_err(LedgerError::at(dir.show(JOURNAL)))?;
+            self.journals.insert(jail.clone(), file);
+        }
+        Ok(())
+    }
+
     /// Count `n` more of `what`; written by `finish`.
     pub fn count(&mut self, what: Counter, n: usize) {
         self.counted.add(what, n as u64);
@@ -620,14 +751,9 @@ impl Ledger {
             let Some(i) = self.find(&jail) else {
                 continue;
             };
+            self.open_journal(i)?;
             let dir = &self.jails[i].1;
-            let mut file = dir
-                .open(
-                    os(JOURNAL),
-                    OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
-                    0o600,
-                )
-                .map_err(LedgerError::at(dir.show(JOURNAL)))?;
+            let mut file = self.journals.remove(&jail).expect("opened just above");
             file.write_all(lines.as_bytes())
                 .map_err(LedgerError::at(dir.show(JOURNAL)))?;
             let size = file
@@ -680,6 +806,7 @@ impl Ledger {
                 os(JOURNAL_NEW),
                 OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
                 0o600,
+                Names::One,
             )
             .map_err(LedgerError::at(dir.show(JOURNAL_NEW)))?;
         file.write_all(text.as_bytes())
@@ -724,6 +851,7 @@ impl Ledger {
                 .map_err(LedgerError::at(holds.show(jail)))?;
             self.jails.remove(i);
             self.pending.remove(jail);
+            self.journals.remove(jail);
             self.anchors.retain(|(j, _, _)| j != jail);
         }
         Ok(())
@@ -738,7 +866,7 @@ impl Ledger {
             return walk(dir);
         }
         let mut bytes = Vec::new();
-        match dir.open(os(JOURNAL), OFlag::O_RDONLY, 0) {
+        match dir.open(os(JOURNAL), OFlag::O_RDONLY, 0, Names::One) {
             Ok(mut f) => f
                 .read_to_end(&mut bytes)
                 .map_err(LedgerError::at(dir.show(JOURNAL)))?,
@@ -801,15 +929,20 @@ impl Ledger {
         state
             .mkdir(os(HOLDS), 0o700)
             .map_err(LedgerError::at(state.show(HOLDS)))?;
+        // Every route goes with every hold: none is left to remember.
+        state
+            .unlink(os(FOUND))
+            .map_err(LedgerError::at(state.show(FOUND)))?;
         let holds = state
             .open_dir(os(HOLDS))
-            .map_err(|e| not_a_dir(state.show(HOLDS), e))?;
+            .map_err(LedgerError::at(state.show(HOLDS)))?;
         let state = state
             .open_dir(os("."))
-            .map_err(|e| not_a_dir(state.path().to_path_buf(), e))?;
+            .map_err(LedgerError::at(state.path().to_path_buf()))?;
         self.holds = Some(holds);
         self.jails.clear();
         self.pending.clear();
+        self.journals.clear();
         self.anchors.clear();
         Ok(Some(OldHolds { state, name: old }))
     }
@@ -848,17 +981,8 @@ fn anchor_name(since: u64, generation: u32) -> OsString {
     })
 }
 
-/// `open_dir`'s errors: a link (ELOOP) or a file (ENOTDIR) where a
-/// directory of ours should be is refused as such.
-fn not_a_dir(path: PathBuf, e: io::Error) -> LedgerError {
-    match e.raw_os_error() {
-        Some(nix::libc::ELOOP | nix::libc::ENOTDIR) => LedgerError::Symlink { path },
-        _ => LedgerError::Io { path, source: e },
-    }
-}
-
-/// Wait for the lock, at most [`LOCK_WAIT`].
-fn lock(file: File, access: Access, path: &Path) -> Result<Flock<File>> {
+/// Wait for the lock, at most `wait`.
+fn lock(file: File, access: Access, path: &Path, wait: Duration) -> Result<Flock<File>> {
     let mode = match access {
         Access::Read => FlockArg::LockSharedNonblock,
         Access::Write => FlockArg::LockExclusiveNonblock,
@@ -869,7 +993,7 @@ fn lock(file: File, access: Access, path: &Path) -> Result<Flock<File>> {
     loop {
         match Flock::lock(file, mode) {
             Ok(lock) => return Ok(lock),
-            Err((f, Errno::EWOULDBLOCK)) if start.elapsed() < LOCK_WAIT => {
+            Err((f, Errno::EWOULDBLOCK)) if start.elapsed() < wait => {
                 file = f;
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(20));

@@ -193,7 +193,7 @@ fn planted_links_are_never_followed() {
     fs::rename(state.join("holds/sshd"), base.join("sshd.real")).unwrap();
     std::os::unix::fs::symlink(&victim_dir, state.join("holds/sshd")).unwrap();
     let err = Ledger::open(&state, Access::Write).err().expect("refused");
-    assert!(matches!(err, LedgerError::Symlink { .. }), "{err}");
+    assert!(matches!(err, LedgerError::Unsafe { .. }), "{err}");
     assert!(err.to_string().contains("holds/sshd"), "{err}");
     assert!(victim_dir.join("precious").exists());
     fs::remove_file(state.join("holds/sshd")).unwrap();
@@ -214,7 +214,7 @@ fn planted_links_are_never_followed() {
             l.finish()
         });
         assert!(
-            matches!(outcome, Err(LedgerError::Symlink { .. })),
+            matches!(outcome, Err(LedgerError::Unsafe { .. })),
             "{planted}: {:?}",
             outcome.err()
         );
@@ -229,7 +229,7 @@ fn planted_links_are_never_followed() {
     std::os::unix::fs::symlink(&anchor_target, state.join(format!("holds/sshd/.t{t}"))).unwrap();
     let mut l = Ledger::open(&state, Access::Write).unwrap();
     let err = l.hold("sshd", ip("198.51.100.10"), t).unwrap_err();
-    assert!(matches!(err, LedgerError::Symlink { .. }), "{err}");
+    assert!(matches!(err, LedgerError::Unsafe { .. }), "{err}");
     assert!(!anchor_target.exists());
     drop(l);
     fs::remove_file(state.join(format!("holds/sshd/.t{t}"))).unwrap();
@@ -278,7 +278,7 @@ fn the_lock_wait_ends() {
     // A reader waits for the writer, then gives up with its own error.
     let start = Instant::now();
     let file = File::open(dir.join(LOCK)).unwrap();
-    let pause = std::thread::spawn(move || lock(file, Access::Read, Path::new("x")));
+    let pause = std::thread::spawn(move || lock(file, Access::Read, Path::new("x"), LOCK_WAIT));
     let outcome = pause.join().unwrap();
     assert!(matches!(outcome, Err(LedgerError::LockTimeout { .. })));
     assert!(start.elapsed() >= LOCK_WAIT);
@@ -301,4 +301,27 @@ impl SourceText for LedgerError {
         }
         text
     }
+}
+
+#[test]
+fn the_last_release_of_a_second_removes_its_anchor() {
+    let dir = tmp("anchor-gc");
+    let mut l = Ledger::open(&dir, Access::Write).unwrap();
+    let (a, b, c) = (ip("198.51.100.1"), ip("198.51.100.2"), ip("2001:db8::3"));
+    l.hold("sshd", a, 100).unwrap();
+    l.hold("sshd", b, 100).unwrap();
+    l.hold("sshd", c, 200).unwrap();
+    let anchor = |t: u64| dir.join(format!("holds/sshd/.t{t}"));
+    assert!(anchor(100).exists() && anchor(200).exists());
+    l.release("sshd", a).unwrap();
+    assert!(anchor(100).exists(), "b still holds since 100");
+    l.release("sshd", b).unwrap();
+    l.release("sshd", c).unwrap();
+    assert!(!anchor(100).exists() && !anchor(200).exists());
+    // The same second again in the same run: its anchor is made anew.
+    assert!(l.hold("sshd", a, 100).unwrap());
+    l.finish().unwrap();
+    assert_eq!(l.all().unwrap().get(&a).unwrap().since, 100);
+    drop(l);
+    fs::remove_dir_all(&dir).unwrap();
 }

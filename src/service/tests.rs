@@ -57,22 +57,22 @@ impl Routes for Fake {
         addrs: &[IpAddr],
         _: RouteKind,
         _: Marker,
-    ) -> Result<Vec<Result<bool, io::Error>>, KernelError> {
+    ) -> Result<Vec<Result<Deleted, io::Error>>, KernelError> {
         let mut routes = self.routes.borrow_mut();
         Ok(addrs
             .iter()
-            .map(|ip| Ok(routes.remove(ip).is_some()))
+            .map(|ip| Ok(gone(routes.remove(ip).is_some())))
             .collect())
     }
     async fn del_listed(
         &self,
         listed: &[OwnedRoute],
         _: Marker,
-    ) -> Result<Vec<Result<bool, io::Error>>, KernelError> {
+    ) -> Result<Vec<Result<Deleted, io::Error>>, KernelError> {
         let mut routes = self.routes.borrow_mut();
         Ok(listed
             .iter()
-            .map(|r| Ok(routes.remove(&r.addr).is_some()))
+            .map(|r| Ok(gone(routes.remove(&r.addr).is_some())))
             .collect())
     }
     async fn owned_each(
@@ -87,6 +87,14 @@ impl Routes for Fake {
             });
         }
         Ok(())
+    }
+}
+
+fn gone(removed: bool) -> Deleted {
+    if removed {
+        Deleted::Removed
+    } else {
+        Deleted::Absent
     }
 }
 
@@ -319,4 +327,47 @@ fn preflight_changes_nothing() {
     let p = run(bans.preflight()).unwrap();
     assert!(!p.state_exists);
     assert!(!dir.exists());
+}
+
+/// fail2ban restarting after the state dir was wiped: jail after jail
+/// starts (each start repairs) and restores its bans. No repair may remove
+/// a ban of a jail that has not restored yet; a crash's leftovers, later,
+/// still go.
+#[test]
+fn a_lost_ledgers_bans_survive_jail_by_jail_restores() {
+    let dir = state("lost-restore");
+    let config = Config::default();
+    let kernel = Fake::default();
+    let bans = Bans::new(&kernel, &config, &dir);
+    let a = addrs(4);
+    run(bans.ban("sshd", &a[..2], RouteKind::Blackhole)).unwrap();
+    run(bans.ban("recidive", &a[2..3], RouteKind::Blackhole)).unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+    // sshd starts first and restores one of its bans.
+    let out = run(bans.repair()).unwrap();
+    assert_eq!((out.lost, out.orphans.removed.len()), (3, 0));
+    run(bans.ban("sshd", &a[..1], RouteKind::Blackhole)).unwrap();
+    // recidive starts: its ban and sshd's other one stay.
+    let out = run(bans.repair()).unwrap();
+    assert_eq!((out.held, out.lost, out.orphans.removed.len()), (1, 2, 0));
+    assert_eq!(kernel.routes.borrow().len(), 3);
+    run(bans.ban("recidive", &a[2..3], RouteKind::Blackhole)).unwrap();
+    // sshd unbans the one it never restored: the route goes.
+    run(bans.unban(Some("sshd"), &a[1..2])).unwrap();
+    let out = run(bans.repair()).unwrap();
+    assert_eq!((out.held, out.lost), (2, 0));
+    // Later a run dies between releasing holds and removing routes: the
+    // next repair removes those routes.
+    {
+        let mut ledger = Ledger::open(&dir, Access::Write).unwrap();
+        ledger.release("sshd", a[0]).unwrap();
+        ledger.finish().unwrap();
+    }
+    let out = run(bans.repair()).unwrap();
+    assert_eq!(out.orphans.removed, vec![a[0]]);
+    assert_eq!(
+        kernel.routes.borrow().keys().copied().collect::<Vec<_>>(),
+        vec![a[2]]
+    );
+    fs::remove_dir_all(&dir).unwrap();
 }
