@@ -21,8 +21,12 @@ pub enum Rule {
     Multicast,
     Broadcast,
     LinkLocal,
-    /// Configured on one of this host's interfaces (its name).
-    Local(String),
+    /// Configured on one of this host's interfaces: its index, and its name
+    /// once the caller has looked it up for the message.
+    Local {
+        index: u32,
+        name: Option<String>,
+    },
     /// Inside a route that delivers to this host (local, broadcast,
     /// anycast), such as an AnyIP `local 198.51.100.128/26 dev lo`.
     LocalRoute(RouteDesc),
@@ -44,9 +48,10 @@ impl fmt::Display for Rule {
             Rule::Multicast => f.write_str("multicast address"),
             Rule::Broadcast => f.write_str("broadcast address"),
             Rule::LinkLocal => f.write_str("link-local address"),
-            Rule::Local(interface) => {
-                write!(f, "configured on this host's interface {interface}")
-            }
+            Rule::Local { index, name } => match name {
+                Some(name) => write!(f, "configured on this host's interface {name}"),
+                None => write!(f, "configured on this host's interface #{index}"),
+            },
             Rule::LocalRoute(route) => write!(
                 f,
                 "the kernel delivers it to this host ({} route: {route})",
@@ -74,7 +79,10 @@ impl<'a> Guard<'a> {
     pub fn check(&self, ip: IpAddr, found: &Lookup) -> Result<(), Rule> {
         special(ip)?;
         if let Ok(i) = self.local.binary_search_by_key(&ip, |l| l.addr) {
-            return Err(Rule::Local(self.local[i].interface.clone()));
+            return Err(Rule::Local {
+                index: self.local[i].ifindex,
+                name: None,
+            });
         }
         if let Lookup::Local(route) = found {
             return Err(Rule::LocalRoute(route.clone()));
@@ -176,13 +184,16 @@ mod tests {
         };
         let local = vec![LocalAddr {
             addr: ip("198.51.100.1"),
-            interface: "eth7".into(),
+            ifindex: 7,
         }];
         let guard = Guard::new(&config, local);
         let clear = &Lookup::Clear;
         assert_eq!(
             guard.check(ip("198.51.100.1"), clear),
-            Err(Rule::Local("eth7".into()))
+            Err(Rule::Local {
+                index: 7,
+                name: None
+            })
         );
         assert_eq!(guard.check(ip("198.51.100.2"), clear), Err(Rule::Peer));
         assert_eq!(guard.check(ip("2001:db8::2"), clear), Err(Rule::Peer));

@@ -73,8 +73,8 @@ pub struct OwnedRoute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalAddr {
     pub addr: IpAddr,
-    /// The interface's name (or `#index` when it has none any more).
-    pub interface: String,
+    /// The interface's index (its name is looked up only for a message).
+    pub ifindex: u32,
 }
 
 /// A route of the kernel's, described for a message.

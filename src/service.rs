@@ -56,6 +56,8 @@ pub trait Routes {
         marker: Marker,
         each: impl FnMut(OwnedRoute),
     ) -> Result<(), KernelError>;
+    /// An interface's name, for a refusal's message.
+    fn interface_name(&self, index: u32) -> String;
 }
 
 impl Routes for Kernel {
@@ -94,6 +96,9 @@ impl Routes for Kernel {
         each: impl FnMut(OwnedRoute),
     ) -> Result<(), KernelError> {
         Kernel::owned_each(self, marker, each).await
+    }
+    fn interface_name(&self, index: u32) -> String {
+        crate::kernel::interface_name(index)
     }
 }
 
@@ -355,6 +360,16 @@ impl<'a, K: Routes> Bans<'a, K> {
             .iter()
             .zip(&lookups)
             .filter_map(|(ip, found)| guard.check(*ip, found).err().map(|rule| (*ip, rule)))
+            .map(|(ip, rule)| match rule {
+                Rule::Local { index, .. } => (
+                    ip,
+                    Rule::Local {
+                        index,
+                        name: Some(self.kernel.interface_name(index)),
+                    },
+                ),
+                other => (ip, other),
+            })
             .collect();
         if !refused.is_empty() {
             return Err(Error::Refused(refused));
@@ -506,6 +521,9 @@ impl<'a, K: Routes> Bans<'a, K> {
     async fn flush_all_now(&self) -> Result<Removed, Error> {
         let mut ledger = self.ledger_to_change().await?;
         ledger.sweep()?;
+        // What is in holds/ is checked before it is thrown away: a link
+        // there is an error, as everywhere in the state dir.
+        ledger.list_jails()?;
         // Empty the ledger in one rename; remove its old tree on a second
         // thread while this one deletes the routes.
         let old = ledger.clear()?;
@@ -587,7 +605,7 @@ impl<'a, K: Routes> Bans<'a, K> {
     /// Count routes and holds, read-only: the routes are dumped on this
     /// thread while a second one reads the ledger.
     pub async fn stats(&self) -> Result<Stats, Error> {
-        let ledger = self.ledger(Access::Read)?;
+        let mut ledger = self.ledger(Access::Read)?;
         let reader = std::thread::spawn(move || -> Result<(Holds, Counts), LedgerError> {
             Ok((ledger.all()?, ledger.counters()?))
         });
@@ -633,7 +651,7 @@ impl<'a, K: Routes> Bans<'a, K> {
     /// then feeds the sink the routes as they arrive, in chunks.
     pub async fn list<S: Listing>(&self, sink: S) -> Result<Result<(), S::Error>, Error> {
         const CHUNK: usize = 1024;
-        let ledger = self.ledger(Access::Read)?;
+        let mut ledger = self.ledger(Access::Read)?;
         let (tx, rx) = std::sync::mpsc::channel::<Vec<OwnedRoute>>();
         let mut sink = sink;
         let writer = std::thread::spawn(move || -> Result<Result<(), S::Error>, LedgerError> {
@@ -717,9 +735,11 @@ fn release_new(
     Ok(())
 }
 
-/// Count a removal: routes removed are unbans, refused deletes failures.
+/// Count a removal: routes removed are unbans, addresses left for a route
+/// of another type conflicts, refused deletes failures.
 fn tally(ledger: &mut Ledger, out: &Removed) {
     ledger.count(Counter::Unbans, out.removed.len());
+    ledger.count(Counter::Conflicts, out.shared.len());
     ledger.count(Counter::Failures, out.failures.len());
 }
 

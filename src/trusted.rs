@@ -152,7 +152,7 @@ fn walk(path: &Path, target: Target) -> Result<OwnedFd, TrustError> {
             reason: "must be an absolute path".into(),
         });
     }
-    let euid = nix::unistd::geteuid().as_raw();
+    let euid = euid();
     let mut todo: VecDeque<OsString> = names(path);
     // The directories walked so far, `/` first, each with its owner and
     // mode; the last is where we are.
@@ -285,7 +285,7 @@ fn open_root(path: &Path) -> Result<(OwnedFd, FileStat), TrustError> {
     )
     .map_err(|e| TrustError::io(root, e))?;
     let st = fstat(&fd).map_err(|e| TrustError::io(root, e))?;
-    let euid = nix::unistd::geteuid().as_raw();
+    let euid = euid();
     check(root, &st, euid, Role::Parent, Target::Dir { create: false }).map_err(|e| match e {
         TrustError::Untrusted { reason, .. } => TrustError::Untrusted {
             path: path.to_path_buf(),
@@ -453,23 +453,21 @@ impl Dir {
     /// `O_NONBLOCK`, `O_NOCTTY`, `O_CLOEXEC`); `mode` when it is created.
     /// What is there must be a regular file of root's (or the effective
     /// uid's) with `names` names: anything else (a link, a FIFO, a device,
-    /// a second name of a file elsewhere) is refused, and not even opened
-    /// where that can be told first.
+    /// a second name of a file elsewhere) is refused before it is used.
     pub fn open(&self, name: &OsStr, flags: OFlag, mode: u32, names: Names) -> io::Result<File> {
-        if let Some(st) = self.stat(name)? {
-            if kind(&st) == SFlag::S_IFLNK {
-                return Err(unsafe_io("a symbolic link (never followed)"));
-            }
-            if kind(&st) != SFlag::S_IFREG {
-                return Err(unsafe_io("not a regular file"));
-            }
-        }
+        // No look before the open: only root can put anything into a
+        // trusted directory, and O_NONBLOCK keeps a FIFO from blocking.
         let fd = openat(
             self.fd(),
             name,
             flags | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(mode),
-        )?;
+        )
+        .map_err(|e| match e {
+            // A FIFO without a reader, opened for writing.
+            Errno::ENXIO => unsafe_io("not a regular file"),
+            e => io::Error::from(e),
+        })?;
         let st = fstat(&fd)?;
         if kind(&st) != SFlag::S_IFREG {
             return Err(unsafe_io("not a regular file"));
@@ -591,8 +589,14 @@ impl Dir {
     }
 }
 
+/// The effective uid, asked once.
+fn euid() -> u32 {
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *EUID.get_or_init(|| nix::unistd::geteuid().as_raw())
+}
+
 fn owned_by_us(st: &FileStat) -> io::Result<()> {
-    let euid = nix::unistd::geteuid().as_raw();
+    let euid = euid();
     if st.st_uid == 0 || st.st_uid == euid {
         Ok(())
     } else {

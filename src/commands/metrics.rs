@@ -115,7 +115,7 @@ pub fn render(s: &Stats, now: u64) -> String {
         (
             Counter::Conflicts,
             "conflicts_total",
-            "Addresses refused because someone else's unicast host route exists.",
+            "Addresses refused for someone else's unicast host route, or left because a route of another type carries the marker.",
         ),
         (
             Counter::Failures,

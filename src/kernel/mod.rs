@@ -95,13 +95,12 @@ impl Kernel {
     }
 
     /// Every address configured on this host's interfaces, with the
-    /// interface's name.
+    /// interface's index.
     pub async fn local_addresses(&self) -> Result<Vec<LocalAddr>, KernelError> {
         let mut req =
             NetlinkMessage::from(RouteNetlinkMessage::GetAddress(AddressMessage::default()));
         req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let mut out = Vec::new();
-        let mut names: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
         self.conn
             .dump(req, |m| {
                 if let RouteNetlinkMessage::NewAddress(a) = m {
@@ -118,10 +117,7 @@ impl Kernel {
                     if let Some(addr) = addr {
                         out.push(LocalAddr {
                             addr: canonical(addr),
-                            interface: names
-                                .entry(a.header.index)
-                                .or_insert_with(|| ifname(a.header.index))
-                                .clone(),
+                            ifindex: a.header.index,
                         });
                     }
                 }
@@ -371,7 +367,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// An interface's name, for messages.
-fn ifname(index: u32) -> String {
+pub fn interface_name(index: u32) -> String {
     nix::net::if_::if_indextoname(index)
         .ok()
         .and_then(|c| c.into_string().ok())

@@ -9,7 +9,7 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read};
 
 use nix::fcntl::OFlag;
 
@@ -128,25 +128,25 @@ pub fn read(state: &Dir, now: u64) -> io::Result<Counts> {
 /// Add `delta` to the counters in `state` (the caller holds the ledger's
 /// exclusive lock).
 pub fn add(state: &Dir, delta: &Counts, now: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
     let name = std::ffi::OsStr::new(FILE);
-    let mut file = state.open(name, OFlag::O_RDWR | OFlag::O_CREAT, 0o600, Names::One)?;
-    let mut text = String::new();
-    let mut counts = match file.read_to_string(&mut text) {
-        Ok(_) => Counts::parse(&text),
-        Err(_) => None,
-    }
-    .filter(|c| c.since != 0)
-    .unwrap_or(Counts {
-        since: now,
-        ..Counts::default()
-    });
+    let file = state.open(name, OFlag::O_RDWR | OFlag::O_CREAT, 0o600, Names::One)?;
+    // The file is a few dozen bytes: one read, one write.
+    let mut buf = [0u8; 512];
+    let n = file.read_at(&mut buf, 0)?;
+    let mut counts = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(Counts::parse)
+        .filter(|c| c.since != 0)
+        .unwrap_or(Counts::starting(now));
     for c in Counter::ALL {
         counts.add(c, delta.get(c));
     }
     let text = counts.text();
-    file.rewind()?;
-    file.write_all(text.as_bytes())?;
-    file.set_len(text.len() as u64)?;
+    file.write_all_at(text.as_bytes(), 0)?;
+    if text.len() < n {
+        file.set_len(text.len() as u64)?;
+    }
     Ok(())
 }
 

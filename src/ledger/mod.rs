@@ -292,6 +292,8 @@ pub struct Ledger {
     pending: BTreeMap<String, String>,
     /// The journals this run appends to, opened before its first change.
     journals: HashMap<String, File>,
+    /// Whether every jail's directory is open (else only those used).
+    listed: bool,
     /// Whether this run wrote the dirty marker.
     marked: bool,
     /// Whether the journals can be trusted (no run died since they were written).
@@ -368,6 +370,7 @@ impl Ledger {
             anchors: Vec::new(),
             pending: BTreeMap::new(),
             journals: HashMap::new(),
+            listed: false,
             marked: false,
             journals_trusted: !dirty,
             counted: Counts::default(),
@@ -375,7 +378,10 @@ impl Ledger {
             fresh,
             _lock: Some(lock),
         };
-        ledger.jails = ledger.open_jails()?;
+        // A ban opens only its jail's directory; the rest list them all.
+        if access == Access::Read || dirty {
+            ledger.list_jails()?;
+        }
         if access == Access::Write && dirty {
             // A run died between its changes and its journal lines.
             for i in 0..ledger.jails.len() {
@@ -399,6 +405,7 @@ impl Ledger {
             anchors: Vec::new(),
             pending: BTreeMap::new(),
             journals: HashMap::new(),
+            listed: true,
             marked: false,
             journals_trusted: true,
             counted: Counts::default(),
@@ -423,30 +430,70 @@ impl Ledger {
         self.holds.as_ref().expect("a writable ledger has holds/")
     }
 
-    fn open_jails(&self) -> Result<Vec<(String, Dir)>> {
-        let Some(holds) = &self.holds else {
-            return Ok(Vec::new());
-        };
-        let mut jails = Vec::new();
-        for entry in holds.entries().map_err(LedgerError::at(holds.show("")))? {
-            let Some(name) = entry.name.to_str() else {
-                continue;
-            };
-            if valid_jail(name) || name == MANUAL {
-                let dir = holds
-                    .open_dir(&entry.name)
-                    .map_err(LedgerError::at(holds.show(name)))?;
-                jails.push((name.to_owned(), dir));
+    /// Open every jail's directory (once per run): what is there that is
+    /// not a directory of ours is an error now.
+    pub fn list_jails(&mut self) -> Result<()> {
+        if self.listed {
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        if let Some(holds) = &self.holds {
+            for entry in holds.entries().map_err(LedgerError::at(holds.show("")))? {
+                let Some(name) = entry.name.to_str() else {
+                    continue;
+                };
+                if (valid_jail(name) || name == MANUAL) && self.find(name).is_none() {
+                    let dir = holds
+                        .open_dir(&entry.name)
+                        .map_err(LedgerError::at(holds.show(name)))?;
+                    found.push((name.to_owned(), dir));
+                }
             }
         }
-        jails.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(jails)
+        for (name, dir) in found {
+            self.insert_jail(&name, dir);
+        }
+        self.listed = true;
+        Ok(())
+    }
+
+    fn insert_jail(&mut self, name: &str, dir: Dir) -> usize {
+        let at = self
+            .jails
+            .binary_search_by(|(j, _)| j.as_str().cmp(name))
+            .unwrap_or_else(|at| at);
+        self.jails.insert(at, (name.to_owned(), dir));
+        at
     }
 
     fn find(&self, jail: &str) -> Option<usize> {
         self.jails
             .binary_search_by(|(j, _)| j.as_str().cmp(jail))
             .ok()
+    }
+
+    /// The index of `jail`'s directory, opened (and with `create`, made)
+    /// if this run has not yet; `None` when it has none.
+    fn jail(&mut self, jail: &str, create: bool) -> Result<Option<usize>> {
+        if let Some(i) = self.find(jail) {
+            return Ok(Some(i));
+        }
+        if self.listed && !create {
+            return Ok(None);
+        }
+        let Some(holds) = &self.holds else {
+            return Ok(None);
+        };
+        if create {
+            holds
+                .mkdir(os(jail), 0o700)
+                .map_err(LedgerError::at(holds.show(jail)))?;
+        }
+        match holds.open_dir(os(jail)) {
+            Ok(dir) => Ok(Some(self.insert_jail(jail, dir))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LedgerError::at(holds.show(jail))(e)),
+        }
     }
 
     /// Mark the journals untrusted until `finish`; once per run.
@@ -490,21 +537,9 @@ impl Ledger {
 
     /// Record that `jail` holds `ip`; `false` when it already did.
     pub fn hold(&mut self, jail: &str, ip: IpAddr, since: u64) -> Result<bool> {
-        let i = match self.find(jail) {
-            Some(i) => i,
-            None => {
-                let holds = self.holds();
-                holds
-                    .mkdir(os(jail), 0o700)
-                    .map_err(LedgerError::at(holds.show(jail)))?;
-                let dir = holds
-                    .open_dir(os(jail))
-                    .map_err(LedgerError::at(holds.show(jail)))?;
-                self.jails.push((jail.to_owned(), dir));
-                self.jails.sort_by(|a, b| a.0.cmp(&b.0));
-                self.find(jail).expect("just added")
-            }
-        };
+        let i = self
+            .jail(jail, true)?
+            .expect("a writable ledger makes the jail's directory");
         self.open_journal(i)?;
         self.mark()?;
         let name = OsString::from(ip.to_string());
@@ -571,7 +606,7 @@ impl Ledger {
 
     /// Drop `jail`'s hold on `ip`; `false` when it had none.
     pub fn release(&mut self, jail: &str, ip: IpAddr) -> Result<bool> {
-        let Some(i) = self.find(jail) else {
+        let Some(i) = self.jail(jail, false)? else {
             return Ok(false);
         };
         let name = OsString::from(ip.to_string());
@@ -625,6 +660,7 @@ impl Ledger {
 
     /// Drop every hold on `ip`.
     pub fn release_all(&mut self, ip: IpAddr) -> Result<()> {
+        self.list_jails()?;
         let names: Vec<String> = self.jails.iter().map(|(j, _)| j.clone()).collect();
         for jail in names {
             self.release(&jail, ip)?;
@@ -633,7 +669,8 @@ impl Ledger {
     }
 
     /// Does any jail hold `ip`? One lookup per jail.
-    pub fn is_held(&self, ip: IpAddr) -> Result<bool> {
+    pub fn is_held(&mut self, ip: IpAddr) -> Result<bool> {
+        self.list_jails()?;
         let name = OsString::from(ip.to_string());
         for (_, dir) in &self.jails {
             match dir.stat(&name) {
@@ -646,8 +683,8 @@ impl Ledger {
     }
 
     /// The addresses `jail` holds.
-    pub fn held_by(&self, jail: &str) -> Result<Vec<IpAddr>> {
-        let Some(i) = self.find(jail) else {
+    pub fn held_by(&mut self, jail: &str) -> Result<Vec<IpAddr>> {
+        let Some(i) = self.jail(jail, false)? else {
             return Ok(Vec::new());
         };
         let dir = &self.jails[i].1;
@@ -659,7 +696,12 @@ impl Ledger {
     }
 
     /// The jails that hold (or held) something.
-    pub fn jails(&self) -> impl Iterator<Item = &str> {
+    pub fn jails(&mut self) -> Result<impl Iterator<Item = &str>> {
+        self.list_jails()?;
+        Ok(self.jails_listed())
+    }
+
+    fn jails_listed(&self) -> impl Iterator<Item = &str> {
         self.jails.iter().map(|(j, _)| j.as_str())
     }
 
@@ -781,7 +823,8 @@ impl Ledger {
     }
 
     /// Rewrite every journal from its directory.
-    pub fn compact_all(&self) -> Result<()> {
+    pub fn compact_all(&mut self) -> Result<()> {
+        self.list_jails()?;
         for i in 0..self.jails.len() {
             self.compact_at(i)?;
         }
@@ -832,7 +875,7 @@ impl Ledger {
     /// Remove `jail`'s directory once it holds nothing (only its journal
     /// and anchors are left: names starting with a dot).
     pub fn forget_jail_if_empty(&mut self, jail: &str) -> Result<()> {
-        let Some(i) = self.find(jail) else {
+        let Some(i) = self.jail(jail, false)? else {
             return Ok(());
         };
         let dir = &self.jails[i].1;
@@ -885,7 +928,8 @@ impl Ledger {
     }
 
     /// Everything, for `list` and repair.
-    pub fn all(&self) -> Result<Holds> {
+    pub fn all(&mut self) -> Result<Holds> {
+        self.list_jails()?;
         let mut holds = Holds {
             jails: self.jails.iter().map(|(j, _)| j.clone()).collect(),
             by_addr: HashMap::new(),
@@ -941,6 +985,7 @@ impl Ledger {
             .map_err(LedgerError::at(state.path().to_path_buf()))?;
         self.holds = Some(holds);
         self.jails.clear();
+        self.listed = true;
         self.pending.clear();
         self.journals.clear();
         self.anchors.clear();

@@ -99,7 +99,7 @@ fn times_come_from_journals_or_anchors() {
     l.marked = false;
     drop(l);
     assert!(dir.join(DIRTY).exists());
-    let r = Ledger::open(&dir, Access::Read).unwrap();
+    let mut r = Ledger::open(&dir, Access::Read).unwrap();
     assert_eq!(r.all().unwrap().get(&b).unwrap().since, 200);
     drop(r);
     let mut l = Ledger::open(&dir, Access::Write).unwrap();
@@ -137,11 +137,11 @@ fn a_damaged_journal_is_rebuilt_from_the_directory() {
     bytes[3] = 0xff; // one invalid UTF-8 byte
     fs::write(&journal, &bytes).unwrap();
     // Readers walk the directory (they used to fail on every run) ...
-    let r = Ledger::open(&dir, Access::Read).unwrap();
+    let mut r = Ledger::open(&dir, Access::Read).unwrap();
     assert_eq!(r.all().unwrap().len(), 2);
     drop(r);
     // ... and a writer rebuilds the journal.
-    let l = Ledger::open(&dir, Access::Write).unwrap();
+    let mut l = Ledger::open(&dir, Access::Write).unwrap();
     assert_eq!(l.all().unwrap().len(), 2);
     let text = fs::read_to_string(&journal).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
@@ -167,7 +167,7 @@ fn a_second_anchor_of_the_same_second_gives_the_same_time() {
 #[test]
 fn reading_a_ledger_that_never_existed() {
     let dir = tmp("never");
-    let l = Ledger::open(&dir, Access::Read).unwrap();
+    let mut l = Ledger::open(&dir, Access::Read).unwrap();
     assert!(l.all().unwrap().is_empty());
     assert!(!dir.exists());
     assert!(!inspect(&dir).unwrap(), "inspect creates nothing");
@@ -192,9 +192,13 @@ fn planted_links_are_never_followed() {
     // holds/<jail> -> a home directory: no run deletes its files.
     fs::rename(state.join("holds/sshd"), base.join("sshd.real")).unwrap();
     std::os::unix::fs::symlink(&victim_dir, state.join("holds/sshd")).unwrap();
-    let err = Ledger::open(&state, Access::Write).err().expect("refused");
+    let mut l = Ledger::open(&state, Access::Write).unwrap();
+    let err = l.hold("sshd", ip("198.51.100.8"), 101).unwrap_err();
     assert!(matches!(err, LedgerError::Unsafe { .. }), "{err}");
     assert!(err.to_string().contains("holds/sshd"), "{err}");
+    assert!(matches!(l.all(), Err(LedgerError::Unsafe { .. })));
+    assert!(matches!(l.held_by("sshd"), Err(LedgerError::Unsafe { .. })));
+    drop(l);
     assert!(victim_dir.join("precious").exists());
     fs::remove_file(state.join("holds/sshd")).unwrap();
     fs::rename(base.join("sshd.real"), state.join("holds/sshd")).unwrap();
@@ -237,7 +241,7 @@ fn planted_links_are_never_followed() {
     // holds/<jail>/.journal.new -> another file: a rebuild does not write it.
     fs::write(base.join("other"), "keep").unwrap();
     std::os::unix::fs::symlink(base.join("other"), state.join("holds/sshd/.journal.new")).unwrap();
-    let l = Ledger::open(&state, Access::Write).unwrap();
+    let mut l = Ledger::open(&state, Access::Write).unwrap();
     l.compact_all().unwrap();
     assert_eq!(fs::read_to_string(base.join("other")).unwrap(), "keep");
     assert!(fs::read_to_string(state.join("holds/sshd/.journal"))

@@ -75,6 +75,9 @@ impl Routes for Fake {
             .map(|r| Ok(gone(routes.remove(&r.addr).is_some())))
             .collect())
     }
+    fn interface_name(&self, index: u32) -> String {
+        format!("eth{index}")
+    }
     async fn owned_each(
         &self,
         _: Marker,
@@ -125,7 +128,7 @@ fn addrs(n: u32) -> Vec<IpAddr> {
 }
 
 fn holders(dir: &Path, ip: IpAddr) -> Vec<String> {
-    let l = Ledger::open(dir, Access::Read).unwrap();
+    let mut l = Ledger::open(dir, Access::Read).unwrap();
     let all = l.all().unwrap();
     all.get(&ip)
         .map(|h| all.names(h).map(str::to_owned).collect())
