@@ -15,6 +15,11 @@
 #   F2B_ROUTE=path   the binary to test (default: the release build,
 #                    target/<host triple>/release/f2b-route; tests/lib/common.sh)
 #   KEEP=1           keep the temp dir (configs, daemon logs) for inspection
+#   TOPO_INSTALLED=1 test the installed Debian package instead of the
+#                    repository's files (with F2B_ROUTE=/usr/sbin/f2b-route;
+#                    tests/package.sh does): the binary, the fail2ban action,
+#                    and route.local and the jail from its examples
+#                    (tests/lib/topology.sh)
 #
 # Needs root and the Debian packages fail2ban, frr, openbgpd, rsyslog,
 # openssh-server, openssh-client, iproute2, jq: anything missing is a
@@ -32,13 +37,12 @@ TOPO_RECIDIVE=1
 TOPO_KEEP=${KEEP:-}
 # shellcheck source=tests/lib/topology.sh
 source tests/lib/topology.sh
+# shellcheck source=tests/lib/assert.sh
+source tests/lib/assert.sh
 TOPO_BIN=$(f2b_route_bin)
 
-PASSED=0
-FAILED=0
 START=$SECONDS
 
-summary() { echo "$PASSED passed, $FAILED failed"; }
 on_exit() {
 	local rc=$?
 	topo_down
@@ -47,24 +51,8 @@ on_exit() {
 trap on_exit EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
-indent() { sed 's/^/    /'; }
-record() { # PASS|FAIL description evidence
-	echo "$1: $2"
-	[ -z "$3" ] || printf '%s\n' "$3" | indent
-	if [ "$1" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
-}
-# assert TIMEOUT DESCRIPTION EVIDENCE... -- CONDITION...: waits up to
-# TIMEOUT seconds for the condition (a command), then records it with the
-# evidence: the output of the evidence command, run after the wait.
-assert() {
-	local timeout=$1 desc=$2 verdict=PASS evidence=()
-	shift 2
-	while [ $# -gt 0 ] && [ "$1" != -- ]; do evidence+=("$1"); shift; done
-	[ $# -gt 1 ] || { record FAIL "$desc" "assert: no '--' and condition after the evidence"; return; }
-	shift
-	wait_for "$timeout" "$@" || verdict=FAIL
-	record "$verdict" "$desc" "$("${evidence[@]}" 2>&1)"
-}
+# record, assert TIMEOUT DESCRIPTION EVIDENCE... -- CONDITION..., check and
+# summary: tests/lib/assert.sh.
 # A set-up step that must work, or nothing after it means anything.
 fatal() {
 	record FAIL "$1" "${2:-}"
@@ -145,13 +133,34 @@ AT6=$TOPO_AT6
 
 echo "# f2b-route end-to-end test ($(date -u +%FT%TZ))"
 msg=$(topo_require_tools 2>&1) || fatal "preconditions" "$msg"
-record PASS "preconditions: root, tools, f2b-route binary" "$TOPO_BIN: $("$TOPO_BIN" --version 2>&1)"
+record PASS "preconditions: root, tools, f2b-route binary${TOPO_INSTALLED:+ and files of the installed package}" \
+	"$("$TOPO_BIN" --version 2>&1)
+$(topo_sources_evidence)"
 
 topo_init
 echo "# namespaces $TOPO_TAG-$TOPO_ID-*, temp dir $TOPO_DIR"
 topo_net_up || fatal "network namespaces and links"
 SETUP_ERR=$TOPO_DIR/setup.err
 topo_configure 2>"$SETUP_ERR" || fatal "configuration (render, sshd, rsyslog, fail2ban -t, bgpd -n)" "$(cat "$SETUP_ERR")"
+
+# fail2ban runs the shipped files: the action and route.local byte for
+# byte, the jail with its logpath line changed and nothing else, and
+# route.local's f2b_route option names the binary under test.
+shipped_evidence() {
+	topo_sources_evidence
+	echo "diff jail.d/triton.conf (shipped, lab):"
+	diff "$TOPO_SRC_JAIL" "$TOPO_F2B_CONF/jail.d/triton.conf"
+	echo "route.d/lab.local: $(grep '^f2b_route' "$TOPO_F2B_CONF/action.d/route.d/lab.local")"
+}
+runs_shipped_files() {
+	cmp -s "$TOPO_SRC_ACTION" "$TOPO_F2B_CONF/action.d/f2b-route.conf" &&
+		cmp -s "$TOPO_SRC_ROUTE_LOCAL" "$TOPO_F2B_CONF/action.d/route.local" &&
+		[ "$(diff "$TOPO_SRC_JAIL" "$TOPO_F2B_CONF/jail.d/triton.conf" | grep -c '^[<>] ')" = 2 ] &&
+		grep -qxF "f2b_route = $TOPO_BIN --config $TOPO_TOML --state-dir $TOPO_STATE" \
+			"$TOPO_F2B_CONF/action.d/route.d/lab.local"
+}
+check "fail2ban: its private config holds the shipped action, route.local and jail, and runs $TOPO_BIN" \
+	shipped_evidence -- runs_shipped_files
 
 # The full OpenBGPD template (with `set pftable`): Linux portable must refuse
 # it for pftable support only, never for its syntax.
