@@ -39,6 +39,13 @@
 #   topo_hook_fail2ban    a function, called with fail2ban's private config
 #                         dir before its config test
 #   TOPO_KEEP=1           keep $TOPO_DIR after topo_down
+#   TOPO_INSTALLED=1      the installed Debian package's files instead of the
+#                         repository's (tests/package.sh): TOPO_BIN must be
+#                         /usr/sbin/f2b-route, run in place (not copied),
+#                         fail2ban gets /etc/fail2ban/action.d/f2b-route.conf
+#                         and route.local and jail.d/triton.conf from
+#                         /usr/share/doc/f2b-route/examples/, each checked
+#                         to belong to the package f2b-route
 
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -57,6 +64,55 @@ TOPO_FW_CL6=2001:db8:c::1  TOPO_CL6=2001:db8:c::2
 TOPO_PROTECT4=198.51.100.0/24
 TOPO_PROTECT6=2001:db8:1::/48
 TOPO_SSH_PORT=2222
+
+# --- where the shipped files come from -------------------------------------
+
+TOPO_INSTALLED_BIN=/usr/sbin/f2b-route
+TOPO_INSTALLED_EXAMPLES=/usr/share/doc/f2b-route/examples
+
+# Sets TOPO_SRC_ACTION (action.d/f2b-route.conf), TOPO_SRC_ROUTE_LOCAL
+# (action.d/route.local) and TOPO_SRC_JAIL (jail.d/triton.conf): the
+# repository's files, or with TOPO_INSTALLED the installed package's.
+topo_sources() {
+	if [ -n "${TOPO_INSTALLED:-}" ]; then
+		TOPO_SRC_ACTION=/etc/fail2ban/action.d/f2b-route.conf
+		TOPO_SRC_ROUTE_LOCAL=$TOPO_INSTALLED_EXAMPLES/action.d/route.local
+		TOPO_SRC_JAIL=$TOPO_INSTALLED_EXAMPLES/jail.d/triton.conf
+	else
+		TOPO_SRC_ACTION=$REPO/action.d/f2b-route.conf
+		TOPO_SRC_ROUTE_LOCAL=$REPO/action.d/route.local
+		TOPO_SRC_JAIL=$REPO/jail.d/triton.conf
+	fi
+}
+
+# One line per shipped file the lab uses: "what: path".
+topo_sources_evidence() {
+	topo_sources
+	printf 'f2b-route binary: %s\n' "$TOPO_BIN"
+	printf 'fail2ban action: %s\n' "$TOPO_SRC_ACTION"
+	printf 'route.local: %s\n' "$TOPO_SRC_ROUTE_LOCAL"
+	printf 'jail: %s\n' "$TOPO_SRC_JAIL"
+}
+
+# With TOPO_INSTALLED: the binary is the installed one and every file comes
+# from the package f2b-route (dpkg -S), so that a stale copy elsewhere
+# cannot stand in for it.
+_topo_check_installed() {
+	local f owner rc=0
+	[ -n "${TOPO_INSTALLED:-}" ] || return 0
+	if [ "${TOPO_BIN:-}" != "$TOPO_INSTALLED_BIN" ]; then
+		echo "topology: TOPO_INSTALLED=1 tests the installed binary $TOPO_INSTALLED_BIN, not '${TOPO_BIN:-}' (F2B_ROUTE=$TOPO_INSTALLED_BIN)" >&2
+		rc=1
+	fi
+	for f in "$TOPO_INSTALLED_BIN" "$TOPO_SRC_ACTION" "$TOPO_SRC_ROUTE_LOCAL" "$TOPO_SRC_JAIL"; do
+		owner=$(dpkg-query -S "$f" 2>/dev/null | sed -n 's/: .*//p')
+		if [ "$owner" != f2b-route ]; then
+			echo "topology: TOPO_INSTALLED=1: $f is not a file of the installed package f2b-route (dpkg -S: '${owner:-none}')" >&2
+			rc=1
+		fi
+	done
+	return "$rc"
+}
 
 # --- small helpers --------------------------------------------------------
 
@@ -102,6 +158,8 @@ topo_require_tools() {
 		echo "topology: no f2b-route binary at '${TOPO_BIN:-}' (cargo build --release --locked)" >&2
 		return 1
 	fi
+	topo_sources
+	_topo_check_installed
 }
 
 # --- set-up ---------------------------------------------------------------
@@ -125,9 +183,13 @@ topo_init() {
 	TOPO_STATE=$TOPO_LH/f2b-route-state
 	TOPO_OBGPD_SOCK=$TOPO_FW/bgpd.sock
 	TOPO_EVENTS=$TOPO_DIR/events
+	topo_sources
 	# A private copy of the binary: a rebuild during the run changes nothing.
-	cp "$TOPO_BIN" "$TOPO_DIR/f2b-route"
-	TOPO_BIN=$TOPO_DIR/f2b-route
+	# The installed one runs in place, as fail2ban runs it on a log host.
+	if [ -z "${TOPO_INSTALLED:-}" ]; then
+		cp "$TOPO_BIN" "$TOPO_DIR/f2b-route"
+		TOPO_BIN=$TOPO_DIR/f2b-route
+	fi
 	mkdir -p "$TOPO_TR" "$TOPO_LH/remote" "$TOPO_FW" "$TOPO_F2B" "$TOPO_FRR" "$TOPO_STATE"
 	: >"$TOPO_EVENTS"
 	TOPO_MADE_RUN_OPENBGPD=
@@ -273,12 +335,13 @@ _topo_conf_fail2ban() {
 	# jail.d/defaults-debian.conf enables [sshd]).
 	rm -rf "$c"/jail.d/* "$c"/fail2ban.d/*
 	find "$c" -name '*.local' -delete
-	cp "$REPO/action.d/route.local" "$REPO/action.d/f2b-route.conf" "$c/action.d/"
+	cp "$TOPO_SRC_ROUTE_LOCAL" "$c/action.d/route.local"
+	cp "$TOPO_SRC_ACTION" "$c/action.d/f2b-route.conf"
 	# The jail as shipped (DESIGN.md's, verbatim), only logpath adjusted.
 	sed "s|^logpath  = /var/log/remote/triton.log$|logpath  = $TOPO_REMOTE_LOG|" \
-		"$REPO/jail.d/triton.conf" >"$c/jail.d/triton.conf"
+		"$TOPO_SRC_JAIL" >"$c/jail.d/triton.conf"
 	grep -qxF "logpath  = $TOPO_REMOTE_LOG" "$c/jail.d/triton.conf" || {
-		echo "topology: jail.d/triton.conf has no 'logpath  = /var/log/remote/triton.log' line" >&2
+		echo "topology: $TOPO_SRC_JAIL has no 'logpath  = /var/log/remote/triton.log' line" >&2
 		return 1
 	}
 	# f2b-route with this lab's config, through route.local's f2b_route
