@@ -9,6 +9,7 @@
 #   missing_packages PKG...    the Debian packages among PKG not installed
 #   install_packages PKG...    installs those, starting no service
 #   missing_commands CMD...    the commands among CMD not found
+#   pids_of_exe PATH...        the processes running one of these executables
 #   wait_for SECONDS CMD...    polls until CMD succeeds, or gives up
 #   daemon_start NAME LOG CMD...  starts CMD in the background, tracked by PID
 #   daemon_track NAME PIDFILE [SECONDS]  tracks a PID another process wrote
@@ -102,6 +103,19 @@ missing_commands() {
 		command -v "$c" >/dev/null 2>&1 || { printf '%s\n' "$c"; rc=1; }
 	done
 	return "$rc"
+}
+
+# The PIDs of the processes whose executable is one of the PATHs (as
+# /proc/PID/exe names it: the resolved path), one per line.
+pids_of_exe() {
+	local p e x
+	for p in /proc/[0-9]*; do
+		e=$(readlink "$p/exe" 2>/dev/null) || continue
+		for x; do
+			if [ "$e" = "$x" ]; then printf '%s\n' "${p#/proc/}"; fi
+		done
+	done
+	return 0
 }
 
 # --- waiting --------------------------------------------------------------
