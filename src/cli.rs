@@ -57,9 +57,33 @@ pub enum Command {
     Stats(StatsArgs),
     /// The same as Prometheus text, on stdout or into node_exporter's textfile directory
     Metrics(MetricsArgs),
+    /// Firewall side: keep an nftables table's sets equal to the host routes the BGP daemon installed
+    Mirror(MirrorArgs),
     /// Write the man pages or the shell completions into DIR (for packaging)
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Kernel table the BGP daemon installs the routes in ("main" or a
+    /// number) [default: the config's [mirror] table, 252, as `render bird` sets up]
+    #[arg(long, value_name = "TABLE", value_parser = parse_table_arg)]
+    pub table: Option<u32>,
+    /// Protocol number of those routes [default: the config's [mirror]
+    /// protocol, 12 (BIRD); FRR's bgpd: 186]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    pub protocol: Option<u8>,
+    /// One resync, then exit (for tests and cron)
+    #[arg(long)]
+    pub once: bool,
+    /// Empty the sets when stopped (default: leave them, so that a restart
+    /// of the mirror is no unban)
+    #[arg(long)]
+    pub flush_on_exit: bool,
+    /// Log each dropped packet with this prefix (nft `log prefix`)
+    #[arg(long, value_name = "PREFIX")]
+    pub log_prefix: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +201,17 @@ pub struct RenderArgs {
     /// Leave out `set pftable` (OpenBGPD portable on Linux rejects it)
     #[arg(long)]
     pub no_pftable: bool,
+}
+
+fn parse_table_arg(s: &str) -> Result<u32, String> {
+    match s {
+        "main" => Ok(254),
+        _ => match s.parse::<u32>() {
+            Ok(0) | Err(_) => Err("use \"main\" or a number 1-4294967295".into()),
+            Ok(255) => Err("255 is the kernel's local table".into()),
+            Ok(n) => Ok(n),
+        },
+    }
 }
 
 fn parse_absolute(s: &str) -> Result<PathBuf, String> {

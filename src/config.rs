@@ -53,6 +53,32 @@ pub struct Config {
     pub peers: Vec<IpAddr>,
     /// Where the ledger of holds lives.
     pub state_dir: PathBuf,
+    /// The firewall side: which routes `mirror` copies into nftables.
+    pub mirror: MirrorConfig,
+}
+
+/// `[mirror]`: the routes a Linux firewall's BGP daemon installs from the
+/// log host, which `f2b-route mirror` copies into its nftables sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorConfig {
+    /// The kernel table the BGP daemon installs them in.
+    pub table: u32,
+    /// Their protocol number (BIRD: 12, FRR's bgpd: 186).
+    pub protocol: u8,
+}
+
+/// What `render bird` makes BIRD do: export into table 252 (no policy rule
+/// consults it, so forwarding stays untouched), as protocol 12 (bird).
+pub const MIRROR_TABLE: u32 = 252;
+pub const MIRROR_PROTOCOL: u8 = 12;
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig {
+            table: MIRROR_TABLE,
+            protocol: MIRROR_PROTOCOL,
+        }
+    }
 }
 
 impl Default for Config {
@@ -65,6 +91,7 @@ impl Default for Config {
             protect: Vec::new(),
             peers: Vec::new(),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            mirror: MirrorConfig::default(),
         }
     }
 }
@@ -80,6 +107,14 @@ struct RawConfig {
     protect: Option<Vec<String>>,
     peers: Option<Vec<String>>,
     state_dir: Option<PathBuf>,
+    mirror: Option<RawMirror>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMirror {
+    table: Option<RawTable>,
+    protocol: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +221,17 @@ impl Config {
                 )));
             }
             config.state_dir = dir;
+        }
+        if let Some(m) = raw.mirror {
+            if let Some(t) = m.table {
+                config.mirror.table = parse_table(&t).map_err(|e| bad(format!("[mirror] {e}")))?;
+            }
+            if let Some(p) = m.protocol {
+                config.mirror.protocol = u8::try_from(p)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad(format!("[mirror] protocol {p}: must be 1-255")))?;
+            }
         }
         Ok(config)
     }

@@ -37,6 +37,8 @@ pub enum Error {
     Render(#[from] RenderError),
     #[error(transparent)]
     Service(#[from] service::Error),
+    #[error("mirror")]
+    Mirror(#[from] crate::mirror::Error),
     #[error("cannot start the runtime")]
     Runtime(#[source] io::Error),
 }
@@ -71,6 +73,10 @@ impl Error {
             Error::NoPermission(_) => Exit::NoPermission,
             Error::Stdin(_) | Error::Output(_) | Error::Runtime(_) => Exit::Failure,
             Error::Service(e) => service_exit(e),
+            Error::Mirror(crate::mirror::Error::Kernel(KernelError::Unavailable(_))) => {
+                Exit::NoPermission
+            }
+            Error::Mirror(_) => Exit::Failure,
         }
     }
 }

@@ -4,10 +4,12 @@
 //! The layers, bottom-up; each module imports only from below:
 //!
 //! - pure: `exit`, `addr`, `model` (route kinds, the marker, lookups),
-//!   `config`, `guard`, `route` (rtnetlink messages), `render`;
+//!   `config`, `guard`, `route` (rtnetlink messages), `render`, `nft`
+//!   (the firewall's nftables table and scripts);
 //! - I/O: `trusted` (opening paths as root), `kernel` (rtnetlink),
-//!   `ledger` (holds on disk), `syslog`;
-//! - `service`: ban, unban, flush, repair, preflight, list;
+//!   `ledger` (holds on disk), `firewall` (the nft program), `syslog`;
+//! - services: `service` (ban, unban, flush, repair, preflight, list),
+//!   `mirror` (the firewall's sets equal to its BGP daemon's routes);
 //! - `error`, `cli`, `commands`, then `main`.
 
 pub mod addr;
@@ -16,10 +18,13 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod firewall;
 pub mod guard;
 pub mod kernel;
 pub mod ledger;
+pub mod mirror;
 pub mod model;
+pub mod nft;
 pub mod render;
 pub mod route;
 pub mod service;

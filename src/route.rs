@@ -113,19 +113,38 @@ pub fn lookup(ip: IpAddr) -> Request {
 /// Dump one family's routes carrying our protocol in our table. With
 /// NETLINK_GET_STRICT_CHK the kernel filters by protocol and table itself.
 pub fn dump(family: AddressFamily, marker: Marker) -> Request {
+    dump_of(family, marker.protocol, marker.table)
+}
+
+/// Dump one family's routes of `protocol` in `table` (strict checking
+/// filters in the kernel).
+pub fn dump_of(family: AddressFamily, protocol: u8, table: u32) -> Request {
     let mut msg = RouteMessage::default();
     msg.header.address_family = family;
-    msg.header.protocol = RouteProtocol::from(marker.protocol);
-    if marker.table > 255 {
+    msg.header.protocol = RouteProtocol::from(protocol);
+    if table > 255 {
         msg.header.table = RouteHeader::RT_TABLE_UNSPEC;
-        msg.attributes.push(RouteAttribute::Table(marker.table));
+        msg.attributes.push(RouteAttribute::Table(table));
     } else {
-        msg.header.table = marker.table as u8;
+        msg.header.table = table as u8;
     }
     request(
         RouteNetlinkMessage::GetRoute(msg),
         NLM_F_REQUEST | NLM_F_DUMP,
     )
+}
+
+/// The address of a route the mirror copies: a host route of a dropping
+/// type with `protocol` in `table` (a firewall's BGP daemon's, whatever its
+/// metric).
+pub fn mirrored(msg: &RouteMessage, protocol: u8, table: u32) -> Option<IpAddr> {
+    let addr = destination(msg)?;
+    let copied = u8::from(msg.header.protocol) == protocol
+        && self::table(msg) == table
+        && msg.header.tos == 0
+        && msg.header.destination_prefix_length == host_len(addr)
+        && kind_of(msg.header.kind).is_some();
+    copied.then_some(addr)
 }
 
 fn destination(msg: &RouteMessage) -> Option<IpAddr> {

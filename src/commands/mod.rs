@@ -9,6 +9,7 @@ mod generate;
 mod input;
 mod list;
 mod metrics;
+mod mirror;
 mod output;
 mod privilege;
 mod render;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let syslog = match cli.command {
         Command::Add(_) | Command::Del(_) | Command::Flush(_) | Command::Check(_) => Syslog::open(),
+        Command::Mirror(_) => Syslog::open(),
         Command::List(_)
         | Command::Render(_)
         | Command::Stats(_)
@@ -90,6 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Check(args) => check::run(&mut ctx, args).await,
             Command::Stats(args) => stats::run(&ctx, args).await,
             Command::Metrics(args) => metrics::run(&ctx, args).await,
+            Command::Mirror(args) => mirror::run(&mut ctx, args).await,
             Command::Render(_) | Command::Generate(_) => unreachable!("run above"),
         }
     })

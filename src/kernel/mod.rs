@@ -4,6 +4,7 @@
 //! kernel's answers into outcomes.
 
 mod transport;
+mod watch;
 
 use std::collections::HashMap;
 use std::io;
@@ -18,6 +19,7 @@ use crate::model::{LocalAddr, Lookup, Marker, OwnedRoute, RouteDesc, RouteKind};
 use crate::route;
 pub use transport::REPLY_TIMEOUT;
 use transport::{Answer, Connection};
+pub use watch::{Event, Watch};
 
 /// Extra delete rounds for one address (routes appended beside ours).
 const MAX_ALIASES: usize = 8;
@@ -335,6 +337,28 @@ impl Kernel {
                 Err(errno) => Err(io::Error::from_raw_os_error(errno)),
             })
             .collect())
+    }
+
+    /// The addresses of the routes `mirror` copies (host routes of a
+    /// dropping type with `protocol` in `table`), IPv4 then IPv6.
+    pub async fn mirrored_each(
+        &self,
+        protocol: u8,
+        table: u32,
+        mut each: impl FnMut(IpAddr),
+    ) -> Result<(), KernelError> {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            self.conn
+                .dump(route::dump_of(family, protocol, table), |m| {
+                    if let RouteNetlinkMessage::NewRoute(r) = m {
+                        if let Some(ip) = route::mirrored(&r, protocol, table) {
+                            each(ip);
+                        }
+                    }
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Every route carrying our marker, IPv4 then IPv6, each handed to

@@ -26,7 +26,7 @@ use crate::route::{Refusal, Request};
 const BATCH_BIG: usize = 256;
 const BATCH_SMALL: usize = 16;
 /// Receive buffer we ask for (needs CAP_NET_ADMIN, which we need anyway).
-const RCVBUF: usize = 32 << 20;
+pub(super) const RCVBUF: usize = 32 << 20;
 /// Datagrams in flight with a forced receive buffer, and without one.
 const WINDOW_BIG: usize = 16;
 const WINDOW_SMALL: usize = 1;
@@ -271,7 +271,7 @@ impl Connection {
 }
 
 /// SO_RCVBUFFORCE: room for the answers of a whole window of batches.
-fn force_rcvbuf(fd: std::os::fd::RawFd, size: usize) -> io::Result<()> {
+pub(super) fn force_rcvbuf(fd: std::os::fd::RawFd, size: usize) -> io::Result<()> {
     let size = size as nix::libc::c_int;
     // SAFETY: fd is the open netlink socket; the option value is a c_int
     // that lives across the call.
