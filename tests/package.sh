@@ -297,7 +297,8 @@ listed_files() {
 files_evidence() {
 	echo "subcommands in --help: ${SUBCOMMANDS[*]}"
 	if files_as_expected; then
-		echo "$(listed_files | wc -l) files, each a regular file of root's with the expected mode"
+		echo "$(listed_files | wc -l) files (dpkg -L, directories aside), each a regular file of root's with the expected mode:"
+		listed_files
 	else
 		echo "diff expected installed:"
 		diff <(expected_files | sort) <(listed_files)
