@@ -31,6 +31,12 @@ pub enum Error {
     NoPermission(&'static str),
     #[error("{0}")]
     Usage(String),
+    #[error("{what}")]
+    OutputDir {
+        what: &'static str,
+        #[source]
+        source: crate::trusted::TrustError,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -70,7 +76,7 @@ impl Error {
                 Exit::Usage
             }
             Error::Config(_) => Exit::Config,
-            Error::NoPermission(_) => Exit::NoPermission,
+            Error::NoPermission(_) | Error::OutputDir { .. } => Exit::NoPermission,
             Error::Stdin(_) | Error::Output(_) | Error::Runtime(_) => Exit::Failure,
             Error::Service(e) => service_exit(e),
             Error::Mirror(crate::mirror::Error::Kernel(KernelError::Unavailable(_))) => {

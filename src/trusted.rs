@@ -203,6 +203,18 @@ fn walk(path: &Path, target: Target) -> Result<OwnedFd, TrustError> {
             // the link there, and it is followed; in a sticky directory
             // others can write, only a link of root's, ours or the
             // directory owner's is (the kernel's protected_symlinks rule).
+            // On the way to an output directory, whose parents may be
+            // another user's (node_exporter's /var/lib/prometheus is
+            // prometheus'), a link is followed only in a directory of root's
+            // or ours that nobody else can write.
+            let untrusted_here = target == Target::Output
+                && (![0, euid].contains(&here_st.st_uid) || open_to_others);
+            if untrusted_here {
+                return Err(TrustError::Untrusted {
+                    path: at,
+                    reason: "a symbolic link in a directory another user could change".into(),
+                });
+            }
             if open_to_others && ![0, euid, here_st.st_uid].contains(&st.st_uid) {
                 return Err(TrustError::Untrusted {
                     path: at,
@@ -334,7 +346,9 @@ fn check(
         (Role::Target, Target::File) => SFlag::S_IFREG,
         _ => SFlag::S_IFDIR,
     };
-    if (role, target) == (Role::Target, Target::Output) {
+    // An output directory and its parents may be another user's: nothing
+    // in them is followed, and files are only made there under a fresh name.
+    if target == Target::Output {
         return if kind(st) == want {
             Ok(())
         } else {

@@ -722,3 +722,31 @@ fn released_holds_leave_no_anchor_behind() {
         .unwrap_or_default();
     assert!(anchors.is_empty(), "{anchors:?}");
 }
+
+/// Debian's node_exporter owns /var/lib/prometheus: the textfile directory
+/// below it used to be refused, so the metrics timer failed every minute.
+/// A link another user could have put on the way is still not followed.
+#[test]
+fn metrics_write_below_another_users_directory_but_follow_no_link_there() {
+    let ns = Netns::new();
+    ns.f2b(&["add", "198.51.100.7"]).ok();
+    let parent = ns.dir.join("prometheus");
+    let textfile = parent.join("node-exporter");
+    fs::create_dir_all(&textfile).unwrap();
+    chown(&parent, 65534);
+    let arg = textfile.display().to_string();
+    ns.f2b(&["metrics", "--textfile", &arg]).ok();
+    let text = fs::read_to_string(textfile.join("f2b-route.prom")).unwrap();
+    assert!(text.contains("f2b_route_bans_total 1"), "{text}");
+    assert_eq!(
+        fs::read_dir(&textfile).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+    fs::rename(&textfile, parent.join("real")).unwrap();
+    symlink(parent.join("real"), &textfile).unwrap();
+    let r = ns
+        .f2b(&["metrics", "--textfile", &arg])
+        .code(EXIT_PERMISSION);
+    assert!(r.stderr.contains("symbolic link"), "{r}");
+}

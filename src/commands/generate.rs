@@ -8,8 +8,10 @@ use crate::error::{Error, Result};
 use crate::trusted;
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    let dir =
-        trusted::open_output_dir(&args.dir).map_err(|e| Error::Usage(format!("generate: {e}")))?;
+    let dir = trusted::open_output_dir(&args.dir).map_err(|source| Error::OutputDir {
+        what: "generate",
+        source,
+    })?;
     let mut cmd = Cli::command();
     cmd.build();
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();

@@ -19,8 +19,10 @@ pub async fn run(ctx: &Ctx, args: &MetricsArgs) -> Result<()> {
     // The directory first: a wrong one is found before any work.
     let dir = match &args.textfile {
         Some(path) => Some(
-            trusted::open_output_dir(path)
-                .map_err(|e| Error::Usage(format!("metrics --textfile: {e}")))?,
+            trusted::open_output_dir(path).map_err(|source| Error::OutputDir {
+                what: "metrics --textfile",
+                source,
+            })?,
         ),
         None => None,
     };
