@@ -11,7 +11,13 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// The elements of both sets, read with `nft -j` (the witness).
+#[track_caller]
 fn set(ns: &Netns) -> BTreeSet<String> {
+    try_set(ns).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The same, or why not (the table may not be made yet).
+fn try_set(ns: &Netns) -> Result<BTreeSet<String>, String> {
     let mut out = BTreeSet::new();
     for name in ["ban4", "ban6"] {
         let r = Command::new("ip")
@@ -29,11 +35,12 @@ fn set(ns: &Netns) -> BTreeSet<String> {
             ])
             .output()
             .expect("nft");
-        assert!(
-            r.status.success(),
-            "nft list set {name}: {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
+        if !r.status.success() {
+            return Err(format!(
+                "nft list set {name}: {}",
+                String::from_utf8_lossy(&r.stderr)
+            ));
+        }
         let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("nft JSON");
         for item in v["nftables"].as_array().unwrap() {
             if let Some(elems) = item["set"]["elem"].as_array() {
@@ -41,7 +48,7 @@ fn set(ns: &Netns) -> BTreeSet<String> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 fn nft(ns: &Netns, script: &str) {
@@ -87,7 +94,7 @@ fn addrs(list: &[&str]) -> BTreeSet<String> {
 fn wait_for_set(ns: &Netns, want: &BTreeSet<String>, secs: u64) -> Duration {
     let start = Instant::now();
     loop {
-        let got = set(ns);
+        let got = try_set(ns).unwrap_or_default();
         if &got == want {
             return start.elapsed();
         }
