@@ -23,6 +23,7 @@ const FRR: &str = include_str!("../frr/frr.conf");
 const OPENBGPD: &str = include_str!("../openbgpd/bgpd.conf");
 const PF: &str = include_str!("../pf/pf.conf");
 const JAIL: &str = include_str!("../jail.d/triton.conf");
+const BIRD: &str = include_str!("../bird/bird.conf");
 
 /// The line of the jail template that `render jail` fills in.
 const JAIL_IGNOREIP: &str = "#ignoreip = 127.0.0.1/8 ::1";
@@ -33,10 +34,19 @@ pub enum Target {
     Openbgpd,
     Pf,
     Jail,
+    Bird,
+    Nftables,
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [Target::Frr, Target::Openbgpd, Target::Pf, Target::Jail];
+    pub const ALL: [Target; 6] = [
+        Target::Frr,
+        Target::Openbgpd,
+        Target::Pf,
+        Target::Jail,
+        Target::Bird,
+        Target::Nftables,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -44,6 +54,8 @@ impl Target {
             Target::Openbgpd => "openbgpd",
             Target::Pf => "pf",
             Target::Jail => "jail",
+            Target::Bird => "bird",
+            Target::Nftables => "nftables",
         }
     }
 
@@ -54,6 +66,8 @@ impl Target {
             Target::Openbgpd => "OpenBGPD configuration for the firewall",
             Target::Pf => "pf rules for the firewall",
             Target::Jail => "fail2ban jail for the log host",
+            Target::Bird => "BIRD 2 configuration for a Linux firewall (with `f2b-route mirror`)",
+            Target::Nftables => "the nftables table `f2b-route mirror` keeps, for an nftables.conf",
         }
     }
 }
@@ -94,6 +108,10 @@ pub enum RenderError {
     MissingPeersFrr,
     #[error("render openbgpd needs --peer IP (the log host's address; the config's `peers` are the firewalls)")]
     MissingPeersOpenbgpd,
+    #[error("render bird needs --peer-as N (the log host's AS number)")]
+    MissingPeerAsBird,
+    #[error("render bird needs --peer IP (the log host's address; the config's `peers` are the firewalls)")]
+    MissingPeersBird,
     #[error("render pf needs --interface IF (where attackers come in)")]
     MissingInterface,
     #[error("bad interface name {0:?}: use 1-15 of A-Z a-z 0-9 _ . -")]
@@ -116,6 +134,11 @@ pub fn render(
         Target::Openbgpd => render_openbgpd(config, opts),
         Target::Pf => render_pf(opts),
         Target::Jail => Ok(render_jail(config, opts)),
+        Target::Bird => render_bird(config, opts),
+        Target::Nftables => {
+            Ok(header('#', Target::Nftables)
+                + &crate::nft::table_file(&crate::nft::Rules::default()))
+        }
     }
 }
 
@@ -139,6 +162,8 @@ fn reject_unused(target: Target, opts: &RenderOptions) -> Result<(), RenderError
         ],
         Target::Pf => &["--interface"],
         Target::Jail => &["--peer"],
+        Target::Bird => &["--local-as", "--peer", "--peer-as", "--router-id"],
+        Target::Nftables => &[],
     };
     match given.iter().find(|(flag, on)| *on && !used.contains(flag)) {
         Some((flag, _)) => Err(RenderError::UnusedFlag { target, flag }),
@@ -245,6 +270,60 @@ fn render_openbgpd(config: &Config, opts: &RenderOptions) -> Result<String, Rend
             .collect();
     }
     Ok(header('#', Target::Openbgpd) + &text)
+}
+
+fn render_bird(config: &Config, opts: &RenderOptions) -> Result<String, RenderError> {
+    let local_as = opts.local_as.ok_or(RenderError::MissingLocalAs {
+        target: Target::Bird,
+        what: "the firewall's AS number",
+    })?;
+    nonzero(local_as, "--local-as")?;
+    let peer_as = nonzero(
+        opts.peer_as.ok_or(RenderError::MissingPeerAsBird)?,
+        "--peer-as",
+    )?;
+    let log_hosts = canonical_unique(&opts.peers);
+    if log_hosts.is_empty() {
+        return Err(RenderError::MissingPeersBird);
+    }
+    let mut keep = config.peers.clone();
+    keep.extend(&log_hosts);
+    let never = never_dropped(config, &keep);
+    let deny = |v6: bool| -> Vec<String> {
+        never
+            .iter()
+            .filter(|net| matches!(net, IpNet::V6(_)) == v6)
+            .map(|net| format!("\tif net ~ [ {net}+ ] then reject;"))
+            .collect()
+    };
+    let mut neighbors = Vec::new();
+    for (n, ip) in log_hosts.iter().enumerate() {
+        neighbors.push(format!(
+            "protocol bgp f2b_route_log_host{n} {{\n\
+             \tdescription \"f2b-route log host {ip}\";\n\
+             \tlocal as {local_as};\n\
+             \tneighbor {ip} as {peer_as};\n\
+             \tipv4 {{ table f2b_route4; import filter f2b_route_in4; export none; }};\n\
+             \tipv6 {{ table f2b_route6; import filter f2b_route_in6; export none; }};\n\
+             }}"
+        ));
+    }
+    let text = fill(
+        BIRD,
+        "##",
+        &[
+            ("@LOCAL_AS@", Some(local_as.to_string())),
+            ("@PEER_AS@", Some(peer_as.to_string())),
+            ("@ROUTER_ID@", opts.router_id.map(|id| id.to_string())),
+            ("@TABLE@", Some(config.mirror.table.to_string())),
+        ],
+        &[
+            ("@DENY_V4@", deny(false)),
+            ("@DENY_V6@", deny(true)),
+            ("@NEIGHBORS@", neighbors),
+        ],
+    );
+    Ok(header('#', Target::Bird) + &text)
 }
 
 fn is_pftable_rule(line: &str) -> bool {

@@ -243,3 +243,70 @@ fn a_hundred_thousand_routes_at_once_lose_nothing() {
     ns.ip(&["-batch", &file.display().to_string()]);
     wait_for_set(&ns, &BTreeSet::new(), 60);
 }
+
+/// `render nftables` and `render bird`, fed to the real checkers.
+#[test]
+fn rendered_firewall_configs_pass_the_real_checkers() {
+    let ns = Netns::new();
+    ns.write_config(
+        "protect = [\"198.51.100.0/24\", \"2001:db8:1::/48\"]\n[mirror]\ntable = 300\n",
+    );
+    let r = ns.f2b(&["render", "nftables"]).ok();
+    let file = ns.dir.join("f2b-route.nft");
+    std::fs::write(&file, &r.stdout).unwrap();
+    let check = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "nft", "-c", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "nft -c: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // What nft loads is what mirror keeps: mirror adopts it unchanged.
+    nft(&ns, &r.stdout);
+    ns.f2b(&["mirror", "--once"]).ok();
+    assert_eq!(rules(&ns).matches("drop").count(), 2);
+
+    let r = ns
+        .f2b(&[
+            "render",
+            "bird",
+            "--local-as",
+            "64501",
+            "--peer-as",
+            "64500",
+            "--peer",
+            "198.51.100.6",
+        ])
+        .ok();
+    for line in [
+        "kernel table 300;",
+        "if net ~ [ 198.51.100.0/24+ ] then reject;",
+        "if net ~ [ 2001:db8:1::/48+ ] then reject;",
+        "neighbor 198.51.100.6 as 64500;",
+        "dest = RTD_BLACKHOLE;",
+    ] {
+        assert!(r.stdout.contains(line), "missing {line:?}\n{}", r.stdout);
+    }
+    let file = ns.dir.join("bird.conf");
+    std::fs::write(&file, &r.stdout).unwrap();
+    let check = Command::new("bird")
+        .arg("-p")
+        .arg("-c")
+        .arg(&file)
+        .output()
+        .expect("bird");
+    assert!(
+        check.status.success(),
+        "bird -p: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Without what BIRD needs, a one-line usage error.
+    let r = ns
+        .f2b(&["render", "bird", "--local-as", "64501"])
+        .code(EXIT_USAGE);
+    assert_eq!(r.stderr_lines().len(), 1, "{r}");
+}

@@ -56,6 +56,7 @@ SHIPPED=(
 	frr/daemons "$EXAMPLES/frr/daemons"
 	openbgpd/bgpd.conf "$EXAMPLES/openbgpd/bgpd.conf"
 	pf/pf.conf "$EXAMPLES/pf/pf.conf"
+	bird/bird.conf "$EXAMPLES/bird/bird.conf"
 	README.md /usr/share/doc/f2b-route/README.md
 )
 
@@ -275,6 +276,7 @@ expected_files() {
 		/usr/share/fish/vendor_completions.d/f2b-route.fish "${CONFFILES[@]}" "$TMPFILES" "${UNITS[@]}" \
 		"$EXAMPLES"/action.d/route.local "$EXAMPLES"/jail.d/triton.conf "$EXAMPLES"/frr/frr.conf \
 		"$EXAMPLES"/frr/daemons "$EXAMPLES"/openbgpd/bgpd.conf "$EXAMPLES"/pf/pf.conf \
+		"$EXAMPLES"/bird/bird.conf \
 		/usr/share/doc/f2b-route/README.md /usr/share/doc/f2b-route/copyright \
 		/usr/share/doc/f2b-route/changelog.Debian.gz; do
 		echo "$f 644"
