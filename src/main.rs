@@ -10,11 +10,20 @@ fn main() -> ExitCode {
         Err(e) if e.use_stderr() => {
             // clap's usage errors span several lines; ours are one.
             let text = e.render().to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut first = lines
+                .next()
                 .unwrap_or("bad command line")
-                .trim_start_matches("error: ");
+                .trim_start_matches("error: ")
+                .to_string();
+            // "the following required arguments were not provided:" names
+            // them on the next line.
+            if first.ends_with(':') {
+                if let Some(next) = lines.next() {
+                    first.push(' ');
+                    first.push_str(next);
+                }
+            }
             eprintln!("f2b-route: {first} (see f2b-route --help)");
             return Exit::Usage.into();
         }

@@ -280,11 +280,10 @@ fn walk(path: &Path, target: Target) -> Result<OwnedFd, TrustError> {
             reason: "is a directory, not a file".into(),
         });
     }
+    // Where the walk ended is the target, however it was reached (a path
+    // ending in `..` ends in a directory checked only as a parent so far).
     let (fd, st) = stack.pop().expect("the root is never popped");
-    if stack.is_empty() {
-        // The path was `/` itself.
-        check(path, &st, euid, Role::Target, target)?;
-    }
+    check(path, &st, euid, Role::Target, target)?;
     Ok(fd)
 }
 
@@ -415,6 +414,11 @@ pub struct Entry {
 impl Dir {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether users other than the owner can write this directory.
+    pub fn open_to_others(&self) -> io::Result<bool> {
+        Ok(fstat(&self.fd)?.st_mode & 0o022 != 0)
     }
 
     /// The path of `name` inside, for messages.

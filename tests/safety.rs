@@ -750,3 +750,93 @@ fn metrics_write_below_another_users_directory_but_follow_no_link_there() {
         .code(EXIT_PERMISSION);
     assert!(r.stderr.contains("symbolic link"), "{r}");
 }
+
+/// Second review: a run that died after making a new ledger but before
+/// recording the routes already there left no trace that the ledger was
+/// new, and the next repair removed those routes (unbans).
+#[test]
+fn a_new_ledger_stays_new_until_its_found_routes_are_recorded() {
+    let ns = Netns::new();
+    ns.f2b(&["add", "--jail", "sshd", "198.51.100.41", "198.51.100.42"])
+        .ok();
+    let state = ns.state_dir();
+    fs::remove_dir_all(&state).unwrap();
+    // What such a run leaves: the state dir, `new`, `holds/`, no `found`.
+    fs::create_dir(&state).unwrap();
+    chmod(&state, 0o700);
+    fs::write(state.join("new"), "").unwrap();
+    chmod(&state.join("new"), 0o600);
+    fs::create_dir(state.join("holds")).unwrap();
+    chmod(&state.join("holds"), 0o700);
+    let before = ns.routes();
+    let r = ns.f2b(&["check", "--repair"]).ok();
+    ns.assert_unchanged(&before, &r);
+    assert!(r.stderr.contains("left 2 routes"), "{r}");
+    assert!(!state.join("new").exists(), "recorded, no longer new");
+}
+
+/// Second review: the counters were first opened after the change, so a
+/// bad counters file made a finished ban exit 4.
+#[test]
+fn a_bad_counters_file_stops_the_run_before_any_change() {
+    let ns = Netns::new();
+    ns.f2b(&["add", "--jail", "a", "198.51.100.20"]).ok();
+    let counters = ns.state_dir().join("counters");
+    fs::hard_link(&counters, ns.dir.join("counters.second-name")).unwrap();
+    let before = ns.routes();
+    let r = ns
+        .f2b(&["add", "--jail", "a", "198.51.100.21"])
+        .code(EXIT_PERMISSION);
+    ns.assert_unchanged(&before, &r);
+    assert!(r.stderr.contains("counters"), "{r}");
+}
+
+/// Second review: a state dir given as `.../x/..` ended in a directory
+/// checked only as a parent (a sticky /tmp passed), and was used.
+#[test]
+fn a_state_dir_ending_in_dotdot_is_checked_as_the_state_dir() {
+    let ns = Netns::new();
+    let sticky = ns.dir.join("sticky");
+    fs::create_dir_all(sticky.join("x")).unwrap();
+    chmod(&sticky, 0o1777);
+    let config = ns.config_path().display().to_string();
+    let state = sticky.join("x/..").display().to_string();
+    let before = ns.routes();
+    let r = ns
+        .f2b_bare(&[
+            "--config",
+            &config,
+            "--state-dir",
+            &state,
+            "add",
+            "198.51.100.9",
+        ])
+        .code(EXIT_PERMISSION);
+    ns.assert_unchanged(&before, &r);
+    assert!(!sticky.join("lock").exists());
+    // And `check` says so for a state dir that would have to be made there.
+    let missing = sticky.join("missing/state").display().to_string();
+    ns.f2b_bare(&["--config", &config, "--state-dir", &missing, "check"])
+        .code(EXIT_PERMISSION);
+}
+
+/// Second review: an unheld route of ours beside an IPv6 route of another
+/// type with the marker made every repair (every jail's start) exit 5.
+#[test]
+fn repair_warns_about_a_shared_ipv6_address_and_goes_on() {
+    let ns = Netns::with_veth();
+    ns.ipl("-6 nexthop add id 10 via 2001:db8:1::2 dev v0");
+    ns.f2b(&["add", "--jail", "sshd", "2001:db8:5::7"]).ok();
+    ns.ipl("-6 route append 2001:db8:5::7/128 nhid 10 proto 252 metric 666");
+    ns.f2b(&["del", "--jail", "sshd", "2001:db8:5::7"])
+        .code(EXIT_CONFLICT);
+    let r = ns.f2b(&["check", "--repair"]).ok();
+    assert!(r.stderr.contains("carries f2b-route's marker"), "{r}");
+}
+
+#[test]
+fn a_missing_argument_is_named() {
+    let ns = Netns::new();
+    let r = ns.f2b(&["del"]).code(EXIT_USAGE);
+    assert!(r.stderr.contains("<IP>"), "{r}");
+}

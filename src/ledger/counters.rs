@@ -125,12 +125,20 @@ pub fn read(state: &Dir, now: u64) -> io::Result<Counts> {
     Ok(Counts::parse(&text).unwrap_or(fresh))
 }
 
-/// Add `delta` to the counters in `state` (the caller holds the ledger's
-/// exclusive lock).
-pub fn add(state: &Dir, delta: &Counts, now: u64) -> io::Result<()> {
+/// Open (making it if needed) the counters in `state` for [`add`].
+pub fn open(state: &Dir) -> io::Result<std::fs::File> {
+    state.open(
+        std::ffi::OsStr::new(FILE),
+        OFlag::O_RDWR | OFlag::O_CREAT,
+        0o600,
+        Names::One,
+    )
+}
+
+/// Add `delta` to the counters in `file`, opened by [`open`] (the caller
+/// holds the ledger's exclusive lock).
+pub fn add(file: &std::fs::File, delta: &Counts, now: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let name = std::ffi::OsStr::new(FILE);
-    let file = state.open(name, OFlag::O_RDWR | OFlag::O_CREAT, 0o600, Names::One)?;
     // The file is a few dozen bytes: one read, one write.
     let mut buf = [0u8; 512];
     let n = file.read_at(&mut buf, 0)?;

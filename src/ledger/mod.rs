@@ -207,6 +207,8 @@ const JOURNAL_COMPACT_BYTES: u64 = 32 << 20;
 const DIRTY: &str = "journal.dirty";
 /// Routes of ours that existed when the ledger was made, one address a line.
 const FOUND: &str = "found";
+/// Exists from a new ledger's making until its `found` is written.
+const NEW: &str = "new";
 /// What a full flush renames `holds` to before removing it.
 const OLD_PREFIX: &str = "holds.old.";
 /// Anchors are named `.t<unix time>`.
@@ -229,10 +231,26 @@ pub fn inspect(dir: &Path) -> Result<bool> {
     let state = match trusted::open_dir(dir, false) {
         Ok(d) => d,
         Err(TrustError::NotFound { .. }) => {
-            // It will be made by the first change: its parent must be fit.
-            if let Some(parent) = dir.parent() {
+            // It will be made by the first change: the nearest directory on
+            // its way that exists must be fit, and one that the first change
+            // may make directories in (not one others can write).
+            let mut up = dir.parent();
+            while let Some(parent) = up {
                 match trusted::open_dir(parent, false) {
-                    Ok(_) | Err(TrustError::NotFound { .. }) => {}
+                    Ok(d) => {
+                        if d.open_to_others()
+                            .map_err(LedgerError::at(parent.to_path_buf()))?
+                        {
+                            return Err(LedgerError::Untrusted(TrustError::Untrusted {
+                                path: dir.to_path_buf(),
+                                reason: format!(
+                                    "missing, and not made inside {parent:?}, which others can write"
+                                ),
+                            }));
+                        }
+                        break;
+                    }
+                    Err(TrustError::NotFound { .. }) => up = parent.parent(),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -241,7 +259,7 @@ pub fn inspect(dir: &Path) -> Result<bool> {
         Err(e) => return Err(e.into()),
     };
     // What a run opens, opened (not changed) as it does, without the lock.
-    for name in [LOCK, DIRTY, FOUND, counters::FILE] {
+    for name in [LOCK, DIRTY, FOUND, NEW, counters::FILE] {
         if state
             .stat(os(name))
             .map_err(LedgerError::at(state.show(name)))?
@@ -294,6 +312,8 @@ pub struct Ledger {
     journals: HashMap<String, File>,
     /// Whether every jail's directory is open (else only those used).
     listed: bool,
+    /// The counters, opened with the first change.
+    counters: Option<File>,
     /// Whether this run wrote the dirty marker.
     marked: bool,
     /// Whether the journals can be trusted (no run died since they were written).
@@ -340,10 +360,30 @@ impl Ledger {
         // `holds/` is made under the lock, or a run could make it between a
         // flush's rename and its mkdir; the run that makes it makes a new
         // ledger.
-        let fresh = access == Access::Write
-            && state
-                .mkdir(os(HOLDS), 0o700)
-                .map_err(LedgerError::at(state.show(HOLDS)))?;
+        //
+        // That the ledger is new must outlive a run that dies before it
+        // recorded the routes already there (`found`): the `new` file is
+        // made before `holds/` and removed only once `found` is written.
+        let fresh = if access == Access::Write {
+            if state
+                .stat(os(HOLDS))
+                .map_err(LedgerError::at(state.show(HOLDS)))?
+                .is_none()
+            {
+                state
+                    .open(os(NEW), OFlag::O_WRONLY | OFlag::O_CREAT, 0o600, Names::One)
+                    .map_err(LedgerError::at(state.show(NEW)))?;
+                state
+                    .mkdir(os(HOLDS), 0o700)
+                    .map_err(LedgerError::at(state.show(HOLDS)))?;
+            }
+            state
+                .stat(os(NEW))
+                .map_err(LedgerError::at(state.show(NEW)))?
+                .is_some()
+        } else {
+            false
+        };
         let holds = match state.open_dir(os(HOLDS)) {
             Ok(d) => Some(d),
             Err(e) if e.kind() == io::ErrorKind::NotFound && access == Access::Read => None,
@@ -371,6 +411,7 @@ impl Ledger {
             pending: BTreeMap::new(),
             journals: HashMap::new(),
             listed: false,
+            counters: None,
             marked: false,
             journals_trusted: !dirty,
             counted: Counts::default(),
@@ -406,6 +447,7 @@ impl Ledger {
             pending: BTreeMap::new(),
             journals: HashMap::new(),
             listed: true,
+            counters: None,
             marked: false,
             journals_trusted: true,
             counted: Counts::default(),
@@ -499,6 +541,14 @@ impl Ledger {
     /// Mark the journals untrusted until `finish`; once per run.
     fn mark(&mut self) -> Result<()> {
         if !self.marked {
+            let state = self.state();
+            // The counters too are opened before the first change: a bad
+            // file stops the run while nothing has changed yet.
+            if self.counters.is_none() {
+                let file =
+                    counters::open(state).map_err(LedgerError::at(state.show(counters::FILE)))?;
+                self.counters = Some(file);
+            }
             let state = self.state();
             state
                 .open(
@@ -718,19 +768,25 @@ impl Ledger {
     pub fn remember_found(&mut self, addrs: &[IpAddr]) -> Result<()> {
         let state = self.state();
         if addrs.is_empty() {
-            return state
+            state
                 .unlink(os(FOUND))
-                .map(drop)
-                .map_err(LedgerError::at(state.show(FOUND)));
+                .map_err(LedgerError::at(state.show(FOUND)))?;
+        } else {
+            let mut text = String::with_capacity(addrs.len() * 16);
+            for ip in addrs {
+                use std::fmt::Write as _;
+                let _ = writeln!(text, "{ip}");
+            }
+            state
+                .replace(FOUND, text.as_bytes(), 0o600)
+                .map_err(LedgerError::at(state.show(FOUND)))?;
         }
-        let mut text = String::with_capacity(addrs.len() * 16);
-        for ip in addrs {
-            use std::fmt::Write as _;
-            let _ = writeln!(text, "{ip}");
-        }
+        // Recorded: the ledger is no longer new.
         state
-            .replace(FOUND, text.as_bytes(), 0o600)
-            .map_err(LedgerError::at(state.show(FOUND)))
+            .unlink(os(NEW))
+            .map_err(LedgerError::at(state.show(NEW)))?;
+        self.fresh = false;
+        Ok(())
     }
 
     /// The routes recorded by [`Ledger::remember_found`] and not yet
@@ -815,9 +871,14 @@ impl Ledger {
         }
         if !self.counted.is_zero() && self.access == Access::Write {
             let counted = std::mem::take(&mut self.counted);
+            let opened = self.counters.take();
             let state = self.state();
-            counters::add(state, &counted, now())
-                .map_err(LedgerError::at(state.show(counters::FILE)))?;
+            let path = state.show(counters::FILE);
+            let file = match opened {
+                Some(f) => f,
+                None => counters::open(state).map_err(LedgerError::at(path.clone()))?,
+            };
+            counters::add(&file, &counted, now()).map_err(LedgerError::at(path))?;
         }
         Ok(())
     }
@@ -833,7 +894,11 @@ impl Ledger {
 
     /// Rewrite jail `i`'s journal from its directory, and remove the anchors
     /// no hold links to any more.
-    fn compact_at(&self, i: usize) -> Result<()> {
+    fn compact_at(&mut self, i: usize) -> Result<()> {
+        // A handle open for appends would write to the journal this
+        // replaces, unseen: drop it (the next change opens the new one).
+        let jail = self.jails[i].0.clone();
+        self.journals.remove(&jail);
         let dir = &self.jails[i].1;
         let mut text = String::new();
         for (ip, since) in walk(dir)? {
@@ -903,7 +968,7 @@ impl Ledger {
     /// Jail `i`'s holds with their times: a replay of its journal when it
     /// can be trusted and read, else a walk of its directory (and, for a
     /// writer, a journal rebuilt from it).
-    fn read_jail(&self, i: usize) -> Result<Vec<(IpAddr, u64)>> {
+    fn read_jail(&mut self, i: usize) -> Result<Vec<(IpAddr, u64)>> {
         let dir = &self.jails[i].1;
         if !self.journals_trusted || !self.pending.is_empty() {
             return walk(dir);
@@ -922,7 +987,7 @@ impl Ledger {
                 if self.access == Access::Write {
                     self.compact_at(i)?;
                 }
-                walk(dir)
+                walk(&self.jails[i].1)
             }
         }
     }

@@ -329,3 +329,26 @@ fn the_last_release_of_a_second_removes_its_anchor() {
     drop(l);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Second review: a journal handle kept open across a compaction wrote to
+/// the replaced file, and the journal lost the holds taken after it.
+#[test]
+fn holds_after_a_compaction_reach_the_journal() {
+    let dir = tmp("compact-handle");
+    let (a, b) = (ip("198.51.100.1"), ip("198.51.100.2"));
+    let mut l = Ledger::open(&dir, Access::Write).unwrap();
+    l.hold("sshd", a, 100).unwrap();
+    l.finish().unwrap();
+    drop(l);
+    let mut l = Ledger::open(&dir, Access::Write).unwrap();
+    assert!(!l.hold("sshd", a, 100).unwrap());
+    l.compact_all().unwrap();
+    l.hold("sshd", b, 101).unwrap();
+    l.finish().unwrap();
+    drop(l);
+    let mut r = Ledger::open(&dir, Access::Read).unwrap();
+    assert_eq!(r.all().unwrap().len(), 2);
+    let journal = fs::read_to_string(dir.join("holds/sshd/.journal")).unwrap();
+    assert!(journal.contains("+198.51.100.2 101"), "{journal}");
+    fs::remove_dir_all(&dir).unwrap();
+}
