@@ -752,7 +752,7 @@ fn removed(
         match outcome {
             Ok(Deleted::Removed) => out.removed.push(ip),
             Ok(Deleted::Absent) => out.absent.push(ip),
-            Ok(Deleted::Shared(desc)) => out.shared.push((ip, desc)),
+            Ok(Deleted::Shared(desc)) => out.shared.push((ip, *desc)),
             Err(e) => out.failures.0.push((ip, e)),
         }
     }

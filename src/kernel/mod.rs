@@ -73,7 +73,7 @@ pub enum Deleted {
     Absent,
     /// A route of another type carries our marker at this IPv6 address:
     /// nothing was deleted there, for the kernel cannot be told which.
-    Shared(RouteDesc),
+    Shared(Box<RouteDesc>),
 }
 
 /// How an add went.
@@ -296,7 +296,7 @@ impl Kernel {
             match there.get(&addrs[i]) {
                 // Nothing of ours there: nothing to delete, whatever else is.
                 None | Some((0, _)) => {}
-                Some((_, Some(desc))) => out[i] = Ok(Deleted::Shared(desc.clone())),
+                Some((_, Some(desc))) => out[i] = Ok(Deleted::Shared(Box::new(desc.clone()))),
                 Some((n, None)) => {
                     for _ in 0..*n {
                         requests.push((addrs[i], RouteKind::Blackhole));
