@@ -34,7 +34,8 @@ BIN=/usr/sbin/f2b-route
 EXAMPLES=/usr/share/doc/f2b-route/examples
 TMPFILES=/usr/lib/tmpfiles.d/f2b-route.conf
 STATE=/run/f2b-route
-UNITS=(/lib/systemd/system/f2b-route-metrics.service /lib/systemd/system/f2b-route-metrics.timer)
+UNITS=(/lib/systemd/system/f2b-route-metrics.service /lib/systemd/system/f2b-route-metrics.timer
+	/lib/systemd/system/f2b-route-mirror.service)
 CONFFILES=(/etc/f2b-route/f2b-route.toml /etc/fail2ban/action.d/f2b-route.conf
 	/etc/iproute2/rt_protos.d/f2b-route.conf)
 # Where the metrics timer writes (node_exporter's textfile directory on
@@ -50,6 +51,7 @@ SHIPPED=(
 	debian/f2b-route.tmpfiles "$TMPFILES"
 	debian/f2b-route-metrics.service "${UNITS[0]}"
 	debian/f2b-route-metrics.timer "${UNITS[1]}"
+	debian/f2b-route-mirror.service "${UNITS[2]}"
 	action.d/route.local "$EXAMPLES/action.d/route.local"
 	jail.d/triton.conf "$EXAMPLES/jail.d/triton.conf"
 	frr/frr.conf "$EXAMPLES/frr/frr.conf"
