@@ -297,12 +297,18 @@ impl<'a, K: Routes> Bans<'a, K> {
         Ok(ledger)
     }
 
+    /// Every route of ours.
+    async fn owned(&self) -> Result<Vec<OwnedRoute>, Error> {
+        let mut routes = Vec::new();
+        self.kernel
+            .owned_each(self.marker, |r| routes.push(r))
+            .await?;
+        Ok(routes)
+    }
+
     /// Record in a new ledger the routes of ours that exist already.
     async fn remember_found(&self, ledger: &mut Ledger) -> Result<(), Error> {
-        let mut found = Vec::new();
-        self.kernel
-            .owned_each(self.marker, |r| found.push(r.addr))
-            .await?;
+        let mut found: Vec<IpAddr> = self.owned().await?.iter().map(|r| r.addr).collect();
         found.sort();
         found.dedup();
         Ok(ledger.remember_found(&found)?)
@@ -528,10 +534,7 @@ impl<'a, K: Routes> Bans<'a, K> {
         // thread while this one deletes the routes.
         let old = ledger.clear()?;
         let sweeper = old.map(|old| std::thread::spawn(move || old.remove()));
-        let mut routes = Vec::new();
-        self.kernel
-            .owned_each(self.marker, |r| routes.push(r))
-            .await?;
+        let routes = self.owned().await?;
         let outcomes = self.kernel.del_listed(&routes, self.marker).await?;
         if let Some(sweeper) = sweeper {
             // A leftover tree is swept by the next flush or repair; not
@@ -546,9 +549,10 @@ impl<'a, K: Routes> Bans<'a, K> {
 
     /// Mend what an interrupted run left: drop holds whose route has gone,
     /// remove routes of ours that no jail holds, and rebuild the journals.
-    /// A ledger that holds nothing while routes of ours exist was lost, not
-    /// interrupted: its routes stay (fail2ban's restore re-adds the bans,
-    /// and `flush` removes the rest on purpose).
+    /// Routes that were there when the ledger was made (a lost ledger's
+    /// bans, `found`) are no leftovers: they stay until a jail holds them
+    /// again or they go (fail2ban's restore re-adds the bans, and `flush`
+    /// removes the rest on purpose).
     pub async fn repair(&self) -> Result<Repaired, Error> {
         let result = self.repair_now().await;
         self.counted(result).await
@@ -557,10 +561,7 @@ impl<'a, K: Routes> Bans<'a, K> {
     async fn repair_now(&self) -> Result<Repaired, Error> {
         let mut ledger = self.ledger_to_change().await?;
         ledger.sweep()?;
-        let mut routes = Vec::new();
-        self.kernel
-            .owned_each(self.marker, |r| routes.push(r))
-            .await?;
+        let routes = self.owned().await?;
         let holds = ledger.all()?;
         let routed: BTreeSet<IpAddr> = routes.iter().map(|r| r.addr).collect();
         let mut out = Repaired::default();

@@ -20,21 +20,7 @@ fn set(ns: &Netns) -> BTreeSet<String> {
 fn try_set(ns: &Netns) -> Result<BTreeSet<String>, String> {
     let mut out = BTreeSet::new();
     for name in ["ban4", "ban6"] {
-        let r = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.name,
-                "nft",
-                "-j",
-                "list",
-                "set",
-                "inet",
-                "f2b-route",
-                name,
-            ])
-            .output()
-            .expect("nft");
+        let r = nft_out(ns, &["-j", "list", "set", "inet", "f2b-route", name]);
         if !r.status.success() {
             return Err(format!(
                 "nft list set {name}: {}",
@@ -68,21 +54,17 @@ fn nft(ns: &Netns, script: &str) {
 }
 
 fn rules(ns: &Netns) -> String {
-    let r = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "nft",
-            "list",
-            "chain",
-            "inet",
-            "f2b-route",
-            "pre",
-        ])
-        .output()
-        .unwrap();
+    let r = nft_out(ns, &["list", "chain", "inet", "f2b-route", "pre"]);
     String::from_utf8_lossy(&r.stdout).into_owned()
+}
+
+/// `nft ARGS` in the namespace.
+fn nft_out(ns: &Netns, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &ns.name, "nft"])
+        .args(args)
+        .output()
+        .expect("nft")
 }
 
 fn addrs(list: &[&str]) -> BTreeSet<String> {
