@@ -79,10 +79,8 @@ impl Error {
             Error::NoPermission(_) | Error::OutputDir { .. } => Exit::NoPermission,
             Error::Stdin(_) | Error::Output(_) | Error::Runtime(_) => Exit::Failure,
             Error::Service(e) => service_exit(e),
-            Error::Mirror(crate::mirror::Error::Kernel(KernelError::Unavailable(_))) => {
-                Exit::NoPermission
-            }
-            Error::Mirror(_) => Exit::Failure,
+            Error::Mirror(crate::mirror::Error::Kernel(k)) => kernel_exit(k),
+            Error::Mirror(crate::mirror::Error::Nft(_)) => Exit::Failure,
         }
     }
 }
@@ -92,12 +90,18 @@ fn service_exit(e: &service::Error) -> Exit {
     match e {
         S::Refused(_) => Exit::Refused,
         S::Conflict(_) | S::Shared(_) => Exit::Conflict,
-        S::Kernel(KernelError::Unavailable(_)) => Exit::NoPermission,
-        S::Kernel(k) => permission_or_failure(k.errno()),
+        S::Kernel(k) => kernel_exit(k),
         S::Ledger(LedgerError::Untrusted(_) | LedgerError::Unsafe { .. }) => Exit::NoPermission,
         S::Ledger(l) => permission_or_failure(l.io_error().and_then(io::Error::raw_os_error)),
         S::Change { source, .. } => permission_or_failure(source.raw_os_error()),
         S::Panicked => Exit::Failure,
+    }
+}
+
+fn kernel_exit(k: &KernelError) -> Exit {
+    match k {
+        KernelError::Unavailable(_) => Exit::NoPermission,
+        k => permission_or_failure(k.errno()),
     }
 }
 

@@ -178,20 +178,22 @@ fn metric(msg: &RouteMessage) -> u32 {
 /// Our route, if the kernel's message describes one: a host route of a
 /// dropping type with our protocol, metric and table.
 pub fn owned(msg: &RouteMessage, marker: Marker) -> Option<OwnedRoute> {
+    Some(OwnedRoute {
+        addr: carrying(msg, marker)?,
+        kind: kind_of(msg.header.kind)?,
+    })
+}
+
+/// The address of a host route carrying `marker`, whatever its type. A TOS
+/// route is not one we make, nor one our deletes (TOS 0) could remove.
+fn carrying(msg: &RouteMessage, marker: Marker) -> Option<IpAddr> {
     let addr = destination(msg)?;
-    // A TOS route is not one we make, nor one our deletes (TOS 0) could remove.
-    let ours = u8::from(msg.header.protocol) == marker.protocol
+    let carries = u8::from(msg.header.protocol) == marker.protocol
         && msg.header.tos == 0
         && metric(msg) == marker.metric
         && table(msg) == marker.table
         && msg.header.destination_prefix_length == host_len(addr);
-    if !ours {
-        return None;
-    }
-    Some(OwnedRoute {
-        addr,
-        kind: kind_of(msg.header.kind)?,
-    })
+    carries.then_some(addr)
 }
 
 /// A host route carrying our marker, whatever its type: its address, its
@@ -201,13 +203,8 @@ pub fn marked(
     msg: &RouteMessage,
     marker: Marker,
 ) -> Option<(IpAddr, Option<RouteKind>, RouteDesc)> {
-    let addr = destination(msg)?;
-    let carries = u8::from(msg.header.protocol) == marker.protocol
-        && msg.header.tos == 0
-        && metric(msg) == marker.metric
-        && table(msg) == marker.table
-        && msg.header.destination_prefix_length == host_len(addr);
-    carries.then(|| (addr, kind_of(msg.header.kind), describe(msg, addr)))
+    let addr = carrying(msg, marker)?;
+    Some((addr, kind_of(msg.header.kind), describe(msg, addr)))
 }
 
 /// iproute2's name of a route type.

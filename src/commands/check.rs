@@ -55,14 +55,16 @@ pub async fn run(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
             count(out.stale.len(), "stale hold")
         ));
     }
-    ctx.out.summary(&summary);
     // A route of another type carrying the marker beside an unheld one of
-    // ours: said above (report_removed), and no reason to fail the start.
-    for (ip, route) in &out.orphans.shared {
-        ctx.out.warning(&format!(
-            "left {ip}: {route} carries f2b-route's marker there too; remove it by hand"
+    // ours: each logged by report_removed, no reason to fail the start.
+    if !out.orphans.shared.is_empty() {
+        summary.push_str(&format!(
+            "; left {} where a route of another type carries f2b-route's marker too \
+             (remove it by hand)",
+            count(out.orphans.shared.len(), "address")
         ));
     }
+    ctx.out.summary(&summary);
     out.orphans.failures.into_result("delete")?;
     Ok(())
 }

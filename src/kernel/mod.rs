@@ -118,7 +118,7 @@ impl Kernel {
                     });
                     if let Some(addr) = addr {
                         out.push(LocalAddr {
-                            addr: canonical(addr),
+                            addr: addr.to_canonical(),
                             ifindex: a.header.index,
                         });
                     }
@@ -380,13 +380,6 @@ impl Kernel {
                 .await?;
         }
         Ok(())
-    }
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

@@ -199,7 +199,6 @@ const LOCK: &str = "lock";
 const HOLDS: &str = "holds";
 /// The per-jail journal of holds taken and released.
 const JOURNAL: &str = ".journal";
-const JOURNAL_NEW: &str = ".journal.new";
 /// A journal this large is rewritten from the directory when a run appends
 /// to it (churn of hundreds of thousands of bans).
 const JOURNAL_COMPACT_BYTES: u64 = 32 << 20;
@@ -905,21 +904,9 @@ impl Ledger {
             use std::fmt::Write as _;
             let _ = writeln!(text, "+{ip} {since}");
         }
-        // A leftover of a run that died here is ours to replace; a link is
-        // removed, not followed.
-        dir.unlink(os(JOURNAL_NEW))
-            .map_err(LedgerError::at(dir.show(JOURNAL_NEW)))?;
-        let mut file = dir
-            .open(
-                os(JOURNAL_NEW),
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
-                0o600,
-                Names::One,
-            )
-            .map_err(LedgerError::at(dir.show(JOURNAL_NEW)))?;
-        file.write_all(text.as_bytes())
-            .map_err(LedgerError::at(dir.show(JOURNAL_NEW)))?;
-        dir.rename(os(JOURNAL_NEW), os(JOURNAL))
+        // Under a fresh name, then renamed over the old journal; a link in
+        // the way is replaced, never followed.
+        dir.replace(JOURNAL, text.as_bytes(), 0o600)
             .map_err(LedgerError::at(dir.show(JOURNAL)))?;
         for entry in dir.entries().map_err(LedgerError::at(dir.show("")))? {
             let is_anchor = entry.name.to_string_lossy().starts_with(ANCHOR);
