@@ -88,10 +88,11 @@ render openbgpd --local-as 64501 --peer-as 64500 --peer 198.51.100.1 --router-id
 render openbgpd --local-as 64501 --peer-as 64500 --peer 198.51.100.1 --router-id 198.51.100.2 --no-pftable >"$TMP/bgpd.conf"
 render pf --interface em0 >"$TMP/pf.conf"
 render jail >"$TMP/jail.conf"
-for f in frr.conf bgpd-full.conf bgpd.conf pf.conf jail.conf; do
+render frr-firewall --local-as 64501 --peer-as 64500 --peer 198.51.100.1 --discard 198.18.0.1 >"$TMP/frr-firewall.conf"
+for f in frr.conf bgpd-full.conf bgpd.conf pf.conf jail.conf frr-firewall.conf; do
 	if grep -nE '@[A-Z0-9_]+@' "$TMP/$f"; then fail "$f: placeholder left"; fi
 done
-ok "rendered frr, openbgpd (with and without pftable), pf, jail; no placeholder left"
+ok "rendered frr, openbgpd (with and without pftable), pf, jail, frr-firewall; no placeholder left"
 
 # --- OpenBGPD --------------------------------------------------------------
 out=$(bgpd -n -f "$TMP/bgpd.conf" 2>&1) || fail "bgpd -n rejects the --no-pftable config: $out"
@@ -328,6 +329,9 @@ ok "fail2ban: a refused ban runs check (read-only) and the ban once more; check 
 # --- FRR + OpenBGPD in namespaces -----------------------------------------
 out=$(vtysh --dryrun -f "$TMP/frr.conf" 2>&1) || fail "vtysh --dryrun: $out"
 ok "frr: vtysh --dryrun"
+# (frr-firewall is applied to a running FRR in tests/e2e_firewall.sh.)
+out=$(vtysh --dryrun -f "$TMP/frr-firewall.conf" 2>&1) || fail "vtysh --dryrun frr-firewall: $out"
+ok "frr-firewall: vtysh --dryrun"
 
 ip netns add "$NS_LH"
 ip netns add "$NS_FW"
@@ -350,9 +354,11 @@ ip netns exec "$NS_LH" /usr/lib/frr/zebra -d -f "$FRR/zebra.conf" -i "$FRR/zebra
 	-s 90000000 --log "file:$FRR/zebra.log" 2>>"$FRR/zebra.stderr"
 daemon_track zebra "$FRR/zebra.pid" || fail "zebra did not start"
 wait_for 10 test -S "$FRR/zserv.api" || fail "zebra did not start"
-ip netns exec "$NS_LH" /usr/lib/frr/bgpd -d -f "$FRR/bgpd.conf" -i "$FRR/bgpd.pid" "${common[@]}" \
-	--log "file:$FRR/bgpd.log"
-daemon_track bgpd-frr "$FRR/bgpd.pid" || fail "bgpd did not start"
+# In the foreground, its stderr a file: bgpd tells the vty that reads its
+# config file that graceful restart "changed", and daemonized (-d) that vty
+# is a closed fd 2 ("write error on fd 2" in its log).
+daemon_start bgpd-frr "$FRR/bgpd.stderr" ip netns exec "$NS_LH" /usr/lib/frr/bgpd -f "$FRR/bgpd.conf" \
+	-i "$FRR/bgpd.pid" "${common[@]}" --log "file:$FRR/bgpd.log" || fail "bgpd did not start"
 vty() { ip netns exec "$NS_LH" vtysh --vty_socket "$FRR" "$@"; }
 wait_for 10 vty -c 'show bgp summary' || fail "bgpd does not answer vtysh"
 running=$(vty -c 'show running-config')
