@@ -201,6 +201,10 @@ pub struct RenderArgs {
     /// Leave out `set pftable` (OpenBGPD portable on Linux rejects it)
     #[arg(long)]
     pub no_pftable: bool,
+    /// Discard next hop (frr-firewall; one per family, IPv4 required)
+    /// [default IPv6: 100::1]
+    #[arg(long, value_name = "IP")]
+    pub discard: Vec<IpAddr>,
 }
 
 fn parse_table_arg(s: &str) -> Result<u32, String> {

@@ -1,5 +1,6 @@
 //! Fills in the shipped config templates (`frr/frr.conf`,
-//! `openbgpd/bgpd.conf`, `pf/pf.conf`, `jail.d/triton.conf`) from the
+//! `frr/frr-firewall.conf`, `openbgpd/bgpd.conf`, `pf/pf.conf`,
+//! `bird/bird.conf`, `jail.d/triton.conf`) from the
 //! f2b-route config and a few flags, so that the log host and the firewall
 //! agree on the marker and on what must never be dropped.
 //!
@@ -13,17 +14,22 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
 use crate::config::Config;
 
 const FRR: &str = include_str!("../frr/frr.conf");
+const FRR_FIREWALL: &str = include_str!("../frr/frr-firewall.conf");
 const OPENBGPD: &str = include_str!("../openbgpd/bgpd.conf");
 const PF: &str = include_str!("../pf/pf.conf");
 const JAIL: &str = include_str!("../jail.d/triton.conf");
 const BIRD: &str = include_str!("../bird/bird.conf");
+
+/// The IPv6 discard next hop `render frr-firewall` uses without
+/// `--discard IPv6`: in 100::/64, the discard-only prefix (RFC 6666).
+pub const DISCARD_V6: Ipv6Addr = Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 1);
 
 /// The line of the jail template that `render jail` fills in.
 const JAIL_IGNOREIP: &str = "#ignoreip = 127.0.0.1/8 ::1";
@@ -31,6 +37,7 @@ const JAIL_IGNOREIP: &str = "#ignoreip = 127.0.0.1/8 ::1";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     Frr,
+    FrrFirewall,
     Openbgpd,
     Pf,
     Jail,
@@ -39,8 +46,9 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 7] = [
         Target::Frr,
+        Target::FrrFirewall,
         Target::Openbgpd,
         Target::Pf,
         Target::Jail,
@@ -51,6 +59,7 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::Frr => "frr",
+            Target::FrrFirewall => "frr-firewall",
             Target::Openbgpd => "openbgpd",
             Target::Pf => "pf",
             Target::Jail => "jail",
@@ -63,6 +72,9 @@ impl Target {
     pub fn about(self) -> &'static str {
         match self {
             Target::Frr => "FRR bgpd configuration for the log host",
+            Target::FrrFirewall => {
+                "FRR configuration for a Linux firewall (with `f2b-route mirror`)"
+            }
             Target::Openbgpd => "OpenBGPD configuration for the firewall",
             Target::Pf => "pf rules for the firewall",
             Target::Jail => "fail2ban jail for the log host",
@@ -94,6 +106,9 @@ pub struct RenderOptions {
     pub interface: Option<String>,
     /// `--no-pftable`: leave out `set pftable` (OpenBGPD portable).
     pub no_pftable: bool,
+    /// `--discard`: the discard next hops of `frr-firewall`, at most one
+    /// per family.
+    pub discard: Vec<IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -112,6 +127,18 @@ pub enum RenderError {
     MissingPeerAsBird,
     #[error("render bird needs --peer IP (the log host's address; the config's `peers` are the firewalls)")]
     MissingPeersBird,
+    #[error("render frr-firewall needs --peer-as N (the log host's AS number)")]
+    MissingPeerAsFrrFirewall,
+    #[error("render frr-firewall needs --peer IP (the log host's address; the config's `peers` are the firewalls)")]
+    MissingPeersFrrFirewall,
+    #[error("render frr-firewall needs --discard IPv4: an address of the firewall's own that nothing uses, the next hop its blackholes resolve through")]
+    MissingDiscardV4,
+    #[error("render frr-firewall takes one --discard per address family, got {0} and {1}")]
+    DiscardTwice(IpAddr, IpAddr),
+    #[error(
+        "bad --discard {0}: use a unicast address outside the protected prefixes and the peers"
+    )]
+    BadDiscard(IpAddr),
     #[error("render pf needs --interface IF (where attackers come in)")]
     MissingInterface,
     #[error("bad interface name {0:?}: use 1-15 of A-Z a-z 0-9 _ . -")]
@@ -131,6 +158,7 @@ pub fn render(
     reject_unused(target, opts)?;
     match target {
         Target::Frr => render_frr(config, opts),
+        Target::FrrFirewall => render_frr_firewall(config, opts),
         Target::Openbgpd => render_openbgpd(config, opts),
         Target::Pf => render_pf(opts),
         Target::Jail => Ok(render_jail(config, opts)),
@@ -150,9 +178,17 @@ fn reject_unused(target: Target, opts: &RenderOptions) -> Result<(), RenderError
         ("--router-id", opts.router_id.is_some()),
         ("--interface", opts.interface.is_some()),
         ("--no-pftable", opts.no_pftable),
+        ("--discard", !opts.discard.is_empty()),
     ];
     let used: &[&str] = match target {
         Target::Frr => &["--local-as", "--peer", "--peer-as", "--router-id"],
+        Target::FrrFirewall => &[
+            "--local-as",
+            "--peer",
+            "--peer-as",
+            "--router-id",
+            "--discard",
+        ],
         Target::Openbgpd => &[
             "--local-as",
             "--peer",
@@ -324,6 +360,96 @@ fn render_bird(config: &Config, opts: &RenderOptions) -> Result<String, RenderEr
         ],
     );
     Ok(header('#', Target::Bird) + &text)
+}
+
+fn render_frr_firewall(config: &Config, opts: &RenderOptions) -> Result<String, RenderError> {
+    let local_as = opts.local_as.ok_or(RenderError::MissingLocalAs {
+        target: Target::FrrFirewall,
+        what: "the firewall's AS number",
+    })?;
+    nonzero(local_as, "--local-as")?;
+    let peer_as = nonzero(
+        opts.peer_as.ok_or(RenderError::MissingPeerAsFrrFirewall)?,
+        "--peer-as",
+    )?;
+    let log_hosts = canonical_unique(&opts.peers);
+    if log_hosts.is_empty() {
+        return Err(RenderError::MissingPeersFrrFirewall);
+    }
+    let mut keep = config.peers.clone();
+    keep.extend(&log_hosts);
+    let never = never_dropped(config, &keep);
+    let (discard4, discard6) = discard_next_hops(&opts.discard, &never)?;
+    let deny = |v6: bool| -> Vec<String> {
+        never
+            .iter()
+            .filter(|net| matches!(net, IpNet::V6(_)) == v6)
+            .zip((5u32..).step_by(5))
+            .map(|(net, seq)| match net {
+                IpNet::V4(_) => {
+                    format!("ip prefix-list F2B-ROUTE-IN-V4 seq {seq} deny {net} le 32")
+                }
+                IpNet::V6(_) => {
+                    format!("ipv6 prefix-list F2B-ROUTE-IN-V6 seq {seq} deny {net} le 128")
+                }
+            })
+            .collect()
+    };
+    let neighbors: Vec<String> = log_hosts
+        .iter()
+        .map(|ip| format!(" neighbor {ip} peer-group LOG-HOSTS"))
+        .collect();
+    let text = fill(
+        FRR_FIREWALL,
+        "!!",
+        &[
+            ("@LOCAL_AS@", Some(local_as.to_string())),
+            ("@PEER_AS@", Some(peer_as.to_string())),
+            ("@ROUTER_ID@", opts.router_id.map(|id| id.to_string())),
+            ("@DISCARD_V4@", Some(discard4.to_string())),
+            ("@DISCARD_V6@", Some(discard6.to_string())),
+        ],
+        &[
+            ("@DENY_V4@", deny(false)),
+            ("@DENY_V6@", deny(true)),
+            ("@NEIGHBORS@", neighbors),
+        ],
+    );
+    Ok(header('!', Target::FrrFirewall) + &text)
+}
+
+/// The discard next hops of `render frr-firewall`: one IPv4 address (which
+/// must be given) and one IPv6 address ([`DISCARD_V6`] unless given), each
+/// unicast and outside what must never be dropped (a next hop there would
+/// blackhole the site's own address).
+fn discard_next_hops(
+    given: &[IpAddr],
+    never: &[IpNet],
+) -> Result<(Ipv4Addr, Ipv6Addr), RenderError> {
+    let (mut v4, mut v6): (Option<Ipv4Addr>, Option<Ipv6Addr>) = (None, None);
+    for ip in given {
+        let ip = ip.to_canonical();
+        let special = match ip {
+            IpAddr::V4(a) => {
+                a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast()
+            }
+            IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast(),
+        };
+        if special || never.iter().any(|net| net.contains(&ip)) {
+            return Err(RenderError::BadDiscard(ip));
+        }
+        let first = match ip {
+            IpAddr::V4(a) => v4.replace(a).map(IpAddr::V4),
+            IpAddr::V6(a) => v6.replace(a).map(IpAddr::V6),
+        };
+        if let Some(first) = first {
+            return Err(RenderError::DiscardTwice(first, ip));
+        }
+    }
+    Ok((
+        v4.ok_or(RenderError::MissingDiscardV4)?,
+        v6.unwrap_or(DISCARD_V6),
+    ))
 }
 
 fn is_pftable_rule(line: &str) -> bool {
@@ -543,6 +669,106 @@ mod tests {
         assert_filled(
             &render(Target::Jail, &c, &RenderOptions::default()).unwrap(),
             "##",
+        );
+    }
+
+    fn firewall_opts() -> RenderOptions {
+        RenderOptions {
+            discard: vec!["198.18.0.1".parse().unwrap()],
+            ..obgpd_opts()
+        }
+    }
+
+    #[test]
+    fn frr_firewall_accepts_tagged_host_routes_and_resolves_them_to_a_blackhole() {
+        let text = render(Target::FrrFirewall, &config(), &firewall_opts()).unwrap();
+        assert_filled(&text, "!!");
+        for line in [
+            // Never the protected prefixes, the firewalls (config `peers`)
+            // nor the log host; then every host route.
+            "ip prefix-list F2B-ROUTE-IN-V4 seq 5 deny 198.51.100.1/32 le 32",
+            "ip prefix-list F2B-ROUTE-IN-V4 seq 10 deny 198.51.100.2/32 le 32",
+            "ip prefix-list F2B-ROUTE-IN-V4 seq 15 deny 198.51.100.77/32 le 32",
+            "ip prefix-list F2B-ROUTE-IN-V4 seq 20 deny 203.0.113.0/24 le 32",
+            "ip prefix-list F2B-ROUTE-IN-V4 seq 4294967000 permit 0.0.0.0/0 ge 32",
+            "ipv6 prefix-list F2B-ROUTE-IN-V6 seq 5 deny 2001:db8:1::/48 le 128",
+            " match community F2B-ROUTE-BLACKHOLE",
+            " set ip next-hop 198.18.0.1",
+            " set ipv6 next-hop global 100::1",
+            "ip route 198.18.0.1/32 blackhole",
+            "ipv6 route 100::1/128 blackhole",
+            "router bgp 64501",
+            " bgp router-id 198.51.100.2",
+            " neighbor LOG-HOSTS remote-as 64500",
+            " neighbor LOG-HOSTS disable-connected-check",
+            " neighbor 198.51.100.1 peer-group LOG-HOSTS",
+            "  neighbor LOG-HOSTS route-map F2B-ROUTE-IN-V6 in",
+            "  neighbor LOG-HOSTS route-map F2B-ROUTE-OUT out",
+        ] {
+            assert_has(&text, line);
+        }
+        let v6 = RenderOptions {
+            discard: vec![
+                "198.18.0.1".parse().unwrap(),
+                "2001:db8:ff::1".parse().unwrap(),
+            ],
+            ..obgpd_opts()
+        };
+        let text = render(Target::FrrFirewall, &config(), &v6).unwrap();
+        assert_has(&text, "ipv6 route 2001:db8:ff::1/128 blackhole");
+        assert_has(&text, " set ipv6 next-hop global 2001:db8:ff::1");
+    }
+
+    #[test]
+    fn frr_firewall_needs_a_usable_discard_next_hop() {
+        let with = |discard: &[&str]| RenderOptions {
+            discard: discard.iter().map(|a| a.parse().unwrap()).collect(),
+            ..obgpd_opts()
+        };
+        let c = config();
+        let r = |o: &RenderOptions| render(Target::FrrFirewall, &c, o);
+        assert_eq!(r(&with(&[])), Err(RenderError::MissingDiscardV4));
+        assert_eq!(r(&with(&["100::2"])), Err(RenderError::MissingDiscardV4));
+        assert_eq!(
+            r(&with(&["198.18.0.1", "198.18.0.2"])),
+            Err(RenderError::DiscardTwice(
+                "198.18.0.1".parse().unwrap(),
+                "198.18.0.2".parse().unwrap()
+            ))
+        );
+        // Inside a protected prefix, a peer, or not unicast.
+        for bad in [
+            "203.0.113.9",
+            "198.51.100.1",
+            "0.0.0.0",
+            "127.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert_eq!(
+                r(&with(&[bad])),
+                Err(RenderError::BadDiscard(bad.parse().unwrap())),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            r(&with(&["198.18.0.1", "2001:db8:1::9"])),
+            Err(RenderError::BadDiscard("2001:db8:1::9".parse().unwrap()))
+        );
+        let no_peer_as = RenderOptions {
+            peer_as: None,
+            ..firewall_opts()
+        };
+        assert_eq!(r(&no_peer_as), Err(RenderError::MissingPeerAsFrrFirewall));
+        let frr = RenderOptions {
+            discard: vec!["198.18.0.1".parse().unwrap()],
+            ..frr_opts()
+        };
+        assert_eq!(
+            render(Target::Frr, &c, &frr),
+            Err(RenderError::UnusedFlag {
+                target: Target::Frr,
+                flag: "--discard"
+            })
         );
     }
 

@@ -56,6 +56,7 @@ SHIPPED=(
 	jail.d/triton.conf "$EXAMPLES/jail.d/triton.conf"
 	frr/frr.conf "$EXAMPLES/frr/frr.conf"
 	frr/daemons "$EXAMPLES/frr/daemons"
+	frr/frr-firewall.conf "$EXAMPLES/frr/frr-firewall.conf"
 	openbgpd/bgpd.conf "$EXAMPLES/openbgpd/bgpd.conf"
 	pf/pf.conf "$EXAMPLES/pf/pf.conf"
 	bird/bird.conf "$EXAMPLES/bird/bird.conf"
@@ -278,7 +279,7 @@ expected_files() {
 		/usr/share/fish/vendor_completions.d/f2b-route.fish "${CONFFILES[@]}" "$TMPFILES" "${UNITS[@]}" \
 		"$EXAMPLES"/action.d/route.local "$EXAMPLES"/jail.d/triton.conf "$EXAMPLES"/frr/frr.conf \
 		"$EXAMPLES"/frr/daemons "$EXAMPLES"/openbgpd/bgpd.conf "$EXAMPLES"/pf/pf.conf \
-		"$EXAMPLES"/bird/bird.conf \
+		"$EXAMPLES"/bird/bird.conf "$EXAMPLES"/frr/frr-firewall.conf \
 		/usr/share/doc/f2b-route/README.md /usr/share/doc/f2b-route/copyright \
 		/usr/share/doc/f2b-route/changelog.Debian.gz; do
 		echo "$f 644"

@@ -15,6 +15,7 @@ pub fn run(ctx: &Ctx, args: &RenderArgs) -> Result<()> {
         router_id: args.router_id,
         interface: args.interface.clone(),
         no_pftable: args.no_pftable,
+        discard: args.discard.clone(),
     };
     let text = render(args.target, &ctx.config, &options)?;
     let mut out = std::io::stdout().lock();
