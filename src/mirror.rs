@@ -30,6 +30,11 @@ pub struct Changed {
     pub removed: usize,
     /// Addresses in the sets afterwards.
     pub total: usize,
+    /// Host routes of the protocol in the table that forward rather than
+    /// drop (a resync counts them all, a batch those it brought): their
+    /// addresses are not in the sets. With FRR, a discard next hop that no
+    /// longer resolves to a blackhole.
+    pub forwarding: usize,
 }
 
 pub struct Mirror<'a> {
@@ -60,9 +65,14 @@ impl<'a> Mirror<'a> {
         let mut current = self.nft.list_set(nft::SET4)?;
         current.extend(self.nft.list_set(nft::SET6)?);
         let mut desired = HashSet::new();
+        let mut forwarding = 0;
         self.kernel
-            .mirrored_each(self.protocol, self.table, |ip| {
-                desired.insert(ip);
+            .mirrored_each(self.protocol, self.table, |host| {
+                if host.drops {
+                    desired.insert(host.addr);
+                } else {
+                    forwarding += 1;
+                }
             })
             .await?;
         let add: Vec<IpAddr> = desired.difference(&current).copied().collect();
@@ -73,21 +83,30 @@ impl<'a> Mirror<'a> {
             added: add.len(),
             removed: del.len(),
             total: self.current.len(),
+            forwarding,
         })
     }
 
     /// Apply route notifications, in the order they came: the last word on
     /// an address wins. `Err` leaves the sets as they were; resync then.
+    /// A host route that forwards is not applied but counted: it may have
+    /// replaced a dropping one, which the kernel does not announce as
+    /// deleted, so the caller resyncs.
     pub fn apply(&mut self, events: &[Event]) -> Result<Changed, Error> {
         let mut last: HashMap<IpAddr, bool> = HashMap::new();
+        let mut forwarding = 0;
         for e in events {
             let (msg, present) = match e {
                 Event::New(m) => (m, true),
                 Event::Del(m) => (m, false),
                 Event::Overrun => continue,
             };
-            if let Some(ip) = route::mirrored(msg, self.protocol, self.table) {
-                last.insert(ip, present);
+            match route::mirrored(msg, self.protocol, self.table) {
+                Some(host) if host.drops => {
+                    last.insert(host.addr, present);
+                }
+                Some(_) if present => forwarding += 1,
+                _ => {}
             }
         }
         let add: Vec<IpAddr> = last
@@ -111,6 +130,7 @@ impl<'a> Mirror<'a> {
             added: add.len(),
             removed: del.len(),
             total: self.current.len(),
+            forwarding,
         })
     }
 

@@ -134,17 +134,27 @@ pub fn dump_of(family: AddressFamily, protocol: u8, table: u32) -> Request {
     )
 }
 
-/// The address of a route the mirror copies: a host route of a dropping
-/// type with `protocol` in `table` (a firewall's BGP daemon's, whatever its
-/// metric).
-pub fn mirrored(msg: &RouteMessage, protocol: u8, table: u32) -> Option<IpAddr> {
+/// A host route with the mirror's protocol in its table (a firewall's BGP
+/// daemon's, whatever its metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRoute {
+    pub addr: IpAddr,
+    /// Of a dropping type: the mirror copies it. One that forwards (FRR's
+    /// route whose discard next hop resolved elsewhere) it only reports.
+    pub drops: bool,
+}
+
+/// The host route of `protocol` in `table` that `msg` is, if it is one.
+pub fn mirrored(msg: &RouteMessage, protocol: u8, table: u32) -> Option<HostRoute> {
     let addr = destination(msg)?;
-    let copied = u8::from(msg.header.protocol) == protocol
+    let host = u8::from(msg.header.protocol) == protocol
         && self::table(msg) == table
         && msg.header.tos == 0
-        && msg.header.destination_prefix_length == host_len(addr)
-        && kind_of(msg.header.kind).is_some();
-    copied.then_some(addr)
+        && msg.header.destination_prefix_length == host_len(addr);
+    host.then(|| HostRoute {
+        addr,
+        drops: kind_of(msg.header.kind).is_some(),
+    })
 }
 
 fn destination(msg: &RouteMessage) -> Option<IpAddr> {
@@ -321,6 +331,73 @@ mod tests {
             ) => m.clone(),
             other => panic!("unexpected payload {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_mirror_sees_host_routes_of_its_protocol_and_table() {
+        let route = |dst: &str, len: u8, proto: u8, table: u32, kind: RouteType| {
+            let mut m = RouteMessage::default();
+            let addr = ip(dst);
+            m.header.address_family = if addr.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            };
+            m.header.destination_prefix_length = len;
+            m.header.protocol = RouteProtocol::from(proto);
+            m.header.kind = kind;
+            m.header.table = RouteHeader::RT_TABLE_UNSPEC;
+            m.attributes.push(RouteAttribute::Table(table));
+            m.attributes.push(RouteAttribute::Destination(match addr {
+                IpAddr::V4(a) => RouteAddress::Inet(a),
+                IpAddr::V6(a) => RouteAddress::Inet6(a),
+            }));
+            m
+        };
+        let drops = |a: &str| {
+            Some(HostRoute {
+                addr: ip(a),
+                drops: true,
+            })
+        };
+        let bh = RouteType::BlackHole;
+        assert_eq!(
+            mirrored(&route("203.0.113.9", 32, 186, 254, bh), 186, 254),
+            drops("203.0.113.9")
+        );
+        assert_eq!(
+            mirrored(
+                &route("2001:db8::9", 128, 12, 252, RouteType::Unreachable),
+                12,
+                252
+            ),
+            drops("2001:db8::9")
+        );
+        // FRR's route whose discard next hop resolved elsewhere: reported.
+        assert_eq!(
+            mirrored(
+                &route("203.0.113.9", 32, 186, 254, RouteType::Unicast),
+                186,
+                254
+            ),
+            Some(HostRoute {
+                addr: ip("203.0.113.9"),
+                drops: false
+            })
+        );
+        // Another protocol, table or length: not the mirror's.
+        assert_eq!(
+            mirrored(&route("203.0.113.9", 32, 12, 254, bh), 186, 254),
+            None
+        );
+        assert_eq!(
+            mirrored(&route("203.0.113.9", 32, 186, 252, bh), 186, 254),
+            None
+        );
+        assert_eq!(
+            mirrored(&route("203.0.113.0", 24, 186, 254, bh), 186, 254),
+            None
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::output::count;
+use super::output::{count, Report};
 use super::privilege::require_net_admin;
 use super::Ctx;
 use crate::cli::MirrorArgs;
@@ -42,6 +42,7 @@ pub async fn run(ctx: &mut Ctx, args: &MirrorArgs) -> Result<()> {
         count(first.total, "address"),
         changes(first)
     ));
+    warn_forwarding(&mut ctx.out, first, protocol, table);
     let Some(watch) = watch.as_mut() else {
         return Ok(());
     };
@@ -82,6 +83,11 @@ pub async fn run(ctx: &mut Ctx, args: &MirrorArgs) -> Result<()> {
             mirror.resync().await
         } else {
             match mirror.apply(&events) {
+                // A forwarding route may have replaced a dropping one
+                // unannounced: the truth is in a dump.
+                Ok(c) if c.forwarding > 0 => mirror.resync().await.inspect(|c| {
+                    warn_forwarding(&mut ctx.out, *c, protocol, table);
+                }),
                 Ok(c) => Ok(c),
                 Err(e) => {
                     ctx.out.warning(&format!("{e}: resyncing"));
@@ -106,6 +112,17 @@ pub async fn run(ctx: &mut Ctx, args: &MirrorArgs) -> Result<()> {
         ctx.out.summary("mirror stopped, sets left as they are");
     }
     Ok(())
+}
+
+/// Host routes of the BGP daemon that forward: bans that fail open.
+fn warn_forwarding(out: &mut Report, c: Changed, protocol: u8, table: u32) {
+    if c.forwarding > 0 {
+        out.warning(&format!(
+            "{} of protocol {protocol} in table {table} forward instead of dropping: \
+             their addresses are not dropped (FRR: is the blackhole route to the discard next hop there?)",
+            count(c.forwarding, "host route")
+        ));
+    }
 }
 
 fn changes(c: Changed) -> String {

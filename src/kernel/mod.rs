@@ -339,20 +339,20 @@ impl Kernel {
             .collect())
     }
 
-    /// The addresses of the routes `mirror` copies (host routes of a
-    /// dropping type with `protocol` in `table`), IPv4 then IPv6.
+    /// The host routes with `protocol` in `table`, IPv4 then IPv6: those
+    /// of a dropping type are what `mirror` copies.
     pub async fn mirrored_each(
         &self,
         protocol: u8,
         table: u32,
-        mut each: impl FnMut(IpAddr),
+        mut each: impl FnMut(route::HostRoute),
     ) -> Result<(), KernelError> {
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             self.conn
                 .dump(route::dump_of(family, protocol, table), |m| {
                     if let RouteNetlinkMessage::NewRoute(r) = m {
-                        if let Some(ip) = route::mirrored(&r, protocol, table) {
-                            each(ip);
+                        if let Some(host) = route::mirrored(&r, protocol, table) {
+                            each(host);
                         }
                     }
                 })
