@@ -4,12 +4,15 @@
 #
 #   attacker 203.0.113.2/25, 2001:db8:a::2 ─┐
 #   client 203.0.113.130/25, 2001:db8:c::2 ─┤
-#                                           firewall (router; OpenBGPD, AS 64501)
+#                                           firewall (router, AS 64501; OpenBGPD,
+#                                             or BIRD / FRR + f2b-route mirror)
 #   triton 198.51.100.2/30, 2001:db8:1:1::2 ┤  sshd :2222, rsyslog ──UDP 514──┐
 #   log host 198.51.100.6/30, 2001:db8:1:2::6 ┘ ◄────────────────────────────┘
 #     rsyslog (imudp) → remote/triton.log → fail2ban [triton] banaction = route
 #     → f2b-route → kernel blackhole /32, /128 → FRR zebra+bgpd (AS 64500)
-#     → eBGP → firewall's RIB "blackhole"
+#     → eBGP → firewall's RIB "blackhole"                 (TOPO_FIREWALL=openbgpd)
+#     → eBGP → BIRD → kernel table 252 → f2b-route mirror → nft set (=bird)
+#     → eBGP → FRR → main table, blackholes → f2b-route mirror → nft set (=frr)
 #
 # Documentation addresses only (198.51.100.0/24, 203.0.113.0/24,
 # 2001:db8::/32); never 192.0.2.0/24, this machine's uplink. The site's own
@@ -31,6 +34,12 @@
 # they set the variables topo_down needs.
 #
 # Optional, before topo_init:
+#   TOPO_FIREWALL=...     what the firewall runs: openbgpd (the default;
+#                         portable OpenBGPD, no pf on Linux, so its RIB is
+#                         the witness), bird or frr (the Linux firewall:
+#                         `render bird` or `render frr-firewall`, plus
+#                         `f2b-route mirror` keeping nftables' set, which
+#                         drops the attackers' packets)
 #   TOPO_RECIDIVE=1       a second jail [recidive] (stock filter, reading
 #                         fail2ban's log, maxretry 1, banaction = route)
 #   TOPO_OBGPD_EXTRA=...  global lines added to the rendered OpenBGPD config
@@ -64,6 +73,12 @@ TOPO_FW_CL6=2001:db8:c::1  TOPO_CL6=2001:db8:c::2
 TOPO_PROTECT4=198.51.100.0/24
 TOPO_PROTECT6=2001:db8:1::/48
 TOPO_SSH_PORT=2222
+# FRR on the firewall: the discard next hop its blackholes resolve through
+# (unused, outside the protected prefixes); IPv6 keeps render's 100::1.
+TOPO_FW_DISCARD4=203.0.113.126
+# What mirror reads: BIRD's table of its own, or FRR's main table.
+TOPO_MIRROR_BIRD=(--table 252 --protocol 12)
+TOPO_MIRROR_FRR=(--table main --protocol 186)
 
 # --- where the shipped files come from -------------------------------------
 
@@ -117,7 +132,8 @@ _topo_check_installed() {
 # --- small helpers --------------------------------------------------------
 
 # The Debian packages providing what the topology runs (for install_packages).
-TOPO_PACKAGES=(iproute2 util-linux procps openssh-server openssh-client rsyslog fail2ban frr openbgpd jq python3-pyinotify)
+TOPO_PACKAGES=(iproute2 util-linux procps openssh-server openssh-client rsyslog fail2ban frr openbgpd jq python3-pyinotify
+	bird2 nftables)
 
 # Events, as written by the watchers: "EPOCH TAG TEXT" lines. Prints the
 # time of the first line of FILE after line FROM with TAG whose text
@@ -139,7 +155,8 @@ topo_lines() { wc -l <"$1"; }
 topo_missing_tools() {
 	local missing=0
 	missing_commands ip unshare mount mknod sysctl awk jq ssh ssh-keygen /usr/sbin/sshd /usr/sbin/rsyslogd \
-		fail2ban-server fail2ban-client /usr/lib/frr/zebra /usr/lib/frr/bgpd vtysh bgpd bgpctl || missing=1
+		fail2ban-server fail2ban-client /usr/lib/frr/zebra /usr/lib/frr/bgpd /usr/lib/frr/staticd vtysh bgpd bgpctl \
+		bird birdc nft || missing=1
 	getent passwd frr >/dev/null || { echo "user frr (package frr)"; missing=1; }
 	return "$missing"
 }
@@ -166,6 +183,11 @@ topo_require_tools() {
 
 topo_init() {
 	: "${TOPO_TAG:=f2bt}"
+	: "${TOPO_FIREWALL:=openbgpd}"
+	case $TOPO_FIREWALL in
+	openbgpd | bird | frr) ;;
+	*) echo "topology: TOPO_FIREWALL=$TOPO_FIREWALL: use openbgpd, bird or frr" >&2; return 1 ;;
+	esac
 	TOPO_ID=$$
 	local p=$TOPO_TAG-$TOPO_ID
 	TOPO_NS_AT=$p-attacker TOPO_NS_CL=$p-client TOPO_NS_FW=$p-firewall
@@ -182,6 +204,8 @@ topo_init() {
 	TOPO_TOML=$TOPO_LH/f2b-route.toml
 	TOPO_STATE=$TOPO_LH/f2b-route-state
 	TOPO_OBGPD_SOCK=$TOPO_FW/bgpd.sock
+	TOPO_BIRD_SOCK=$TOPO_FW/bird.ctl TOPO_FW_FRR=$TOPO_FW/frr
+	TOPO_FW_TOML=$TOPO_FW/f2b-route.toml
 	TOPO_EVENTS=$TOPO_DIR/events
 	topo_sources
 	# A private copy of the binary: a rebuild during the run changes nothing.
@@ -190,7 +214,7 @@ topo_init() {
 		cp "$TOPO_BIN" "$TOPO_DIR/f2b-route"
 		TOPO_BIN=$TOPO_DIR/f2b-route
 	fi
-	mkdir -p "$TOPO_TR" "$TOPO_LH/remote" "$TOPO_FW" "$TOPO_F2B" "$TOPO_FRR" "$TOPO_STATE"
+	mkdir -p "$TOPO_TR" "$TOPO_LH/remote" "$TOPO_FW" "$TOPO_F2B" "$TOPO_FRR" "$TOPO_STATE" "$TOPO_FW_FRR"
 	: >"$TOPO_EVENTS"
 	TOPO_MADE_RUN_OPENBGPD=
 	TOPO_UP=1
@@ -252,7 +276,7 @@ topo_attacker_addrs() { # addr...
 
 topo_configure() {
 	_topo_conf_f2b_route && _topo_conf_triton && _topo_conf_loghost_syslog &&
-		_topo_conf_fail2ban && _topo_conf_frr && _topo_conf_openbgpd
+		_topo_conf_fail2ban && _topo_conf_frr && "_topo_conf_fw_$TOPO_FIREWALL"
 }
 
 _topo_conf_f2b_route() {
@@ -395,7 +419,7 @@ _topo_conf_frr() {
 	chown -R frr:frr "$TOPO_FRR"
 }
 
-_topo_conf_openbgpd() {
+_topo_conf_fw_openbgpd() {
 	"$TOPO_BIN" --config "$TOPO_TOML" render openbgpd --local-as "$TOPO_AS_FW" --peer-as "$TOPO_AS_LH" \
 		--peer "$TOPO_LH4" --router-id "$TOPO_FW_LH4" --no-pftable >"$TOPO_FW/bgpd.rendered"
 	"$TOPO_BIN" --config "$TOPO_TOML" render openbgpd --local-as "$TOPO_AS_FW" --peer-as "$TOPO_AS_LH" \
@@ -412,11 +436,90 @@ _topo_conf_openbgpd() {
 	}
 }
 
+# BIRD on the firewall, as `render bird` makes it, logging to a file; the
+# mirror with no table or protocol option (its defaults are BIRD's).
+_topo_conf_fw_bird() {
+	"$TOPO_BIN" --config "$TOPO_TOML" render bird --local-as "$TOPO_AS_FW" --peer-as "$TOPO_AS_LH" \
+		--peer "$TOPO_LH4" --router-id "$TOPO_FW_LH4" >"$TOPO_FW/bird.rendered" || return 1
+	{
+		printf 'log "%s" { info, remote, warning, error, auth, fatal, bug };\n' "$TOPO_FW/bird.log"
+		cat "$TOPO_FW/bird.rendered"
+	} >"$TOPO_FW/bird.conf"
+	bird -p -c "$TOPO_FW/bird.conf" >"$TOPO_FW/check.out" 2>&1 || {
+		cat "$TOPO_FW/check.out" >&2
+		return 1
+	}
+	_topo_conf_mirror
+	TOPO_MIRROR_ARGS=()
+}
+
+# FRR on the firewall, as `render frr-firewall` makes it (zebra, staticd,
+# bgpd; the config applied with vtysh once they run).
+_topo_conf_fw_frr() {
+	"$TOPO_BIN" --config "$TOPO_TOML" render frr-firewall --local-as "$TOPO_AS_FW" --peer-as "$TOPO_AS_LH" \
+		--peer "$TOPO_LH4" --router-id "$TOPO_FW_LH4" --discard "$TOPO_FW_DISCARD4" \
+		>"$TOPO_FW_FRR/frr.conf" || return 1
+	local d
+	for d in zebra staticd bgpd; do printf 'hostname firewall\n' >"$TOPO_FW_FRR/$d.conf"; done
+	chown -R frr:frr "$TOPO_FW_FRR"
+	_topo_conf_mirror
+	TOPO_MIRROR_ARGS=("${TOPO_MIRROR_FRR[@]}")
+}
+
+# The firewall's f2b-route config: nothing but a state dir of its own.
+_topo_conf_mirror() {
+	mkdir -p "$TOPO_FW/state"
+	printf 'state_dir = "%s"\n' "$TOPO_FW/state" >"$TOPO_FW_TOML"
+}
+
 # --- daemons --------------------------------------------------------------
 # Each is tracked by tests/lib/common.sh (daemon_start, daemon_track) under
 # its name, and stopped by PID in topo_down.
 
+# The firewall's BGP daemon (TOPO_FIREWALL), and with BIRD or FRR the mirror.
 topo_start_firewall() {
+	case $TOPO_FIREWALL in
+	openbgpd) _topo_start_fw_openbgpd ;;
+	bird) _topo_start_fw_bird && topo_start_mirror ;;
+	frr) _topo_start_fw_frr && topo_start_mirror ;;
+	esac
+}
+
+_topo_start_fw_bird() {
+	daemon_start bird "$TOPO_FW/bird.out" ip netns exec "$TOPO_NS_FW" \
+		bird -f -c "$TOPO_FW/bird.conf" -s "$TOPO_BIRD_SOCK" -P "$TOPO_FW/bird.pid" || return 1
+	wait_for 10 topo_birdc show status || { echo "topology: BIRD does not answer: $(cat "$TOPO_FW/bird.out")" >&2; return 1; }
+}
+
+# zebra, staticd and bgpd with private paths (zebra's names: zebra-fw...),
+# then the rendered config applied through vtysh, as an operator would.
+_topo_start_fw_frr() {
+	local d=$TOPO_FW_FRR daemon
+	local common=(-z "$d/zserv.api" --vty_socket "$d" -P 0 -u frr -g frr)
+	ip netns exec "$TOPO_NS_FW" /usr/lib/frr/zebra -d -f "$d/zebra.conf" -i "$d/zebra.pid" \
+		"${common[@]}" -s 90000000 --log "file:$d/zebra.log" >>"$d/stderr" 2>&1
+	daemon_track zebra-fw "$d/zebra.pid" || return 1
+	wait_for 10 test -S "$d/zserv.api" || { echo "topology: firewall zebra did not start" >&2; return 1; }
+	for daemon in staticd bgpd; do
+		ip netns exec "$TOPO_NS_FW" "/usr/lib/frr/$daemon" -d -f "$d/$daemon.conf" -i "$d/$daemon.pid" \
+			"${common[@]}" --log "file:$d/$daemon.log" >>"$d/stderr" 2>&1
+		daemon_track "$daemon-fw" "$d/$daemon.pid" || return 1
+	done
+	wait_for 10 topo_fw_vtysh -c 'show bgp summary' || { echo "topology: firewall bgpd does not answer" >&2; return 1; }
+	topo_fw_vtysh -f "$d/frr.conf" >"$d/vtysh.out" 2>&1 || {
+		echo "topology: vtysh -f frr-firewall.conf failed: $(cat "$d/vtysh.out")" >&2
+		return 1
+	}
+}
+
+# f2b-route mirror in the firewall (stopped by PID like the daemons).
+topo_start_mirror() {
+	daemon_start mirror "$TOPO_FW/mirror.out" ip netns exec "$TOPO_NS_FW" \
+		"$TOPO_BIN" --config "$TOPO_FW_TOML" mirror "${TOPO_MIRROR_ARGS[@]}" || return 1
+	wait_for 10 topo_fw_set_exists || { echo "topology: mirror made no nftables table: $(cat "$TOPO_FW/mirror.out")" >&2; return 1; }
+}
+
+_topo_start_fw_openbgpd() {
 	if [ ! -d /run/openbgpd ]; then
 		mkdir -p /run/openbgpd
 		TOPO_MADE_RUN_OPENBGPD=1
@@ -505,8 +608,19 @@ topo_start_all() {
 topo_vtysh() { ip netns exec "$TOPO_NS_LH" vtysh --vty_socket "$TOPO_FRR" "$@"; }
 topo_bgpctl() { bgpctl -s "$TOPO_OBGPD_SOCK" "$@"; }
 
+topo_birdc() { ip netns exec "$TOPO_NS_FW" birdc -s "$TOPO_BIRD_SOCK" "$@"; }
+topo_fw_vtysh() { ip netns exec "$TOPO_NS_FW" vtysh --vty_socket "$TOPO_FW_FRR" "$@"; }
+
+# The firewall's session with the log host is up, whatever runs there.
 topo_bgp_established() {
-	topo_bgpctl show neighbor "$TOPO_LH4" 2>/dev/null | grep -q 'BGP state = Established'
+	case $TOPO_FIREWALL in
+	openbgpd) topo_bgpctl show neighbor "$TOPO_LH4" 2>/dev/null | grep -q 'BGP state = Established' ;;
+	bird) topo_birdc show protocols f2b_route_log_host0 2>/dev/null | grep -q 'Established' ;;
+	frr)
+		topo_fw_vtysh -c "show bgp neighbor $TOPO_LH4 json" 2>/dev/null |
+			jq -e --arg n "$TOPO_LH4" '.[$n].bgpState == "Established"' >/dev/null
+		;;
+	esac
 }
 
 # --- watchers: every line of a stream, stamped with the time it was read ---
@@ -554,6 +668,61 @@ topo_rib_communities() {
 	topo_bgpctl show rib table blackhole detail 2>/dev/null | awk '
 		/^BGP routing table entry for/ { p = $NF }
 		/Communities:/ { sub(/^[[:space:]]*Communities:[[:space:]]*/, ""); print p, $0 }' | sort
+}
+
+# --- the Linux firewall's witnesses (TOPO_FIREWALL bird or frr) ------------
+
+topo_fw_nft() { ip netns exec "$TOPO_NS_FW" nft "$@"; }
+topo_fw_set_exists() { topo_fw_nft list set inet f2b-route ban6 >/dev/null 2>&1; }
+# The addresses in the mirror's nftables sets, sorted, one per line.
+topo_fw_set() {
+	local set
+	for set in ban4 ban6; do
+		topo_fw_nft -j list set inet f2b-route "$set" | jq -r '.nftables[].set.elem // [] | .[]'
+	done | sort
+}
+topo_fw_set_count() { topo_fw_set | grep -c . || true; }
+# The firewall kernel's host routes the mirror reads (the BGP daemon's
+# blackholes), addresses sorted, one per line.
+topo_fw_routes() {
+	local args=("${TOPO_MIRROR_BIRD[@]}")
+	[ "$TOPO_FIREWALL" = frr ] && args=("${TOPO_MIRROR_FRR[@]}")
+	{
+		ip -n "$TOPO_NS_FW" -j -4 route show "${args[@]/--/}" type blackhole
+		ip -n "$TOPO_NS_FW" -j -6 route show "${args[@]/--/}" type blackhole
+	} | jq -r '.[] | .dst | sub("/(32|128)$"; "")' | sort
+}
+# Packets the mirror's rules dropped (both families).
+topo_fw_dropped() {
+	topo_fw_nft -j list chain inet f2b-route pre | jq '[.nftables[].rule.expr // [] | .[] | .counter.packets // empty] | add // 0'
+}
+
+# A witness on triton: an nft counter of the TCP SYNs to the SSH port that
+# reach it, per source address.
+topo_syn_witness() { # address...
+	local a fam
+	{
+		echo "table inet f2b-witness {"
+		echo "	chain input { type filter hook input priority 0; policy accept;"
+		for a; do
+			fam=ip; [[ $a == *:* ]] && fam=ip6
+			echo "		$fam saddr $a tcp dport $TOPO_SSH_PORT tcp flags & (syn | ack) == syn counter"
+		done
+		echo "	}"
+		echo "}"
+	} | ip netns exec "$TOPO_NS_TR" nft -f -
+}
+# The SYNs from ADDRESS that reached triton.
+topo_syns() { # address
+	ip netns exec "$TOPO_NS_TR" nft -j list chain inet f2b-witness input |
+		jq --arg a "$1" '[.nftables[].rule // empty | select(.expr[0].match.right == $a) | .expr[] | .counter.packets // empty] | add // 0'
+}
+# Does a TCP connection from namespace NS to triton's SSH port open within
+# 2 s? (The firewall drops a banned source's SYN: the connect times out.)
+topo_tcp_connects() { # ns address
+	local dst=$TOPO_TR4
+	[[ $2 == *:* ]] && dst=$TOPO_TR6
+	ip netns exec "$1" timeout 2 bash -c "exec 3<>/dev/tcp/$dst/$TOPO_SSH_PORT" 2>/dev/null
 }
 
 # Every address banned by any jail, sorted, one per line.
