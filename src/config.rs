@@ -433,6 +433,17 @@ mod tests {
                 .unwrap_or_else(|| panic!("{key} is not in the shipped file"));
             assert_eq!(parse(line).unwrap(), Config::default(), "{line}");
         }
+        // The [mirror] section, uncommented: the defaults; and FRR's values
+        // as its comment gives them.
+        let section: String = shipped
+            .lines()
+            .skip_while(|l| *l != "#[mirror]")
+            .map(|l| format!("{}\n", l.trim_start_matches('#')))
+            .collect();
+        assert!(section.starts_with("[mirror]\ntable = 252\nprotocol = 12\n"));
+        assert_eq!(parse(&section).unwrap(), Config::default());
+        let frr = parse("[mirror]\ntable = \"main\"\nprotocol = 186\n").unwrap();
+        assert_eq!((frr.mirror.table, frr.mirror.protocol), (254, 186));
     }
 
     #[test]

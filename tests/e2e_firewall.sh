@@ -121,9 +121,42 @@ sample_set() { # file
 }
 min_sample() { awk 'NR == 1 || $2 < m { m = $2 } END { print m + 0 }' "$1"; }
 
+# Stops the log host's bgpd and zebra with SIGNAL and starts them again,
+# the set's size sampled every 50 ms meanwhile: with graceful restart no
+# address leaves it.
+frr_restart() { # signal address...
+	local how=$1 samples=$TOPO_DIR/restart-samples-$1
+	shift
+	sample_set "$samples" &
+	SAMPLER=$!
+	sleep 0.3
+	if [ "$how" = TERM ]; then
+		daemon_stop bgpd-frr && daemon_stop zebra
+	else
+		daemon_signal KILL bgpd-frr && daemon_signal KILL zebra
+		wait_for 5 daemon_gone bgpd-frr && wait_for 5 daemon_gone zebra
+		rm -f "$TOPO_FRR/zserv.api"
+	fi
+	topo_start_frr 2>>"$TOPO_DIR/setup.err" || return 1
+	wait_for 60 topo_bgp_established
+	sleep 3
+	kill "$SAMPLER" 2>/dev/null
+	wait "$SAMPLER" 2>/dev/null
+	SAMPLER=
+	restart_evidence() {
+		echo "set size sampled every 50 ms during the restart: $(wc -l <"$samples") samples, min $(min_sample "$samples")"
+		fw_evidence
+	}
+	no_gap() { [ "$(min_sample "$samples")" = "$#" ] && [ "$(wc -l <"$samples")" -gt 20 ] && set_is_and_routes "$@"; }
+	check "$V: log host bgpd + zebra stopped by SIG$how and started: no address ever left the set (graceful restart)" \
+		restart_evidence -- no_gap "$@"
+}
+
 variant() { # bird|frr
 	V=$1
-	TOPO_FIREWALL=$V
+	# topo_init runs a copy of the binary in its temp dir, gone with the
+	# previous variant's.
+	TOPO_FIREWALL=$V TOPO_BIN=$BIN
 	echo "# --- $V: firewall runs $([ "$V" = bird ] && echo "BIRD (render bird)" || echo "FRR (render frr-firewall)") + f2b-route mirror"
 	topo_init || { setup_failed "topology init"; return; }
 	echo "# namespaces $TOPO_TAG-$TOPO_ID-*, temp dir $TOPO_DIR"
@@ -199,24 +232,10 @@ variant() { # bird|frr
 	fi
 
 	# --- the log host's FRR restarted: graceful restart keeps every ban ---
-	local samples=$TOPO_DIR/restart-samples
-	sample_set "$samples" &
-	SAMPLER=$!
-	sleep 0.3
-	daemon_stop bgpd-frr && daemon_stop zebra
-	topo_start_frr 2>>"$err" || { setup_failed "log host FRR restart" "$(cat "$err")"; return; }
-	wait_for 60 topo_bgp_established
-	sleep 3
-	kill "$SAMPLER" 2>/dev/null
-	wait "$SAMPLER" 2>/dev/null
-	SAMPLER=
-	restart_evidence() {
-		echo "set size sampled every 50 ms during the restart: $(wc -l <"$samples") samples, min $(min_sample "$samples")"
-		fw_evidence
-	}
-	no_gap() { [ "$(min_sample "$samples")" = "${#bans[@]}" ] && [ "$(wc -l <"$samples")" -gt 20 ] && set_is_and_routes "${bans[@]}"; }
-	check "$V: log host bgpd + zebra restarted: no address ever left the set (graceful restart)" \
-		restart_evidence -- no_gap
+	local how
+	for how in TERM KILL; do
+		frr_restart "$how" "${bans[@]}" || { setup_failed "log host FRR restart ($how)" "$(cat "$err")"; return; }
+	done
 
 	# --- 100,000 routes at once ---
 	local bulk=$TOPO_DIR/bulk

@@ -133,7 +133,7 @@ _topo_check_installed() {
 
 # The Debian packages providing what the topology runs (for install_packages).
 TOPO_PACKAGES=(iproute2 util-linux procps openssh-server openssh-client rsyslog fail2ban frr openbgpd jq python3-pyinotify
-	bird2 nftables)
+	bird2 nftables iputils-ping)
 
 # Events, as written by the watchers: "EPOCH TAG TEXT" lines. Prints the
 # time of the first line of FILE after line FROM with TAG whose text
