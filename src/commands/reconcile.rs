@@ -2,10 +2,8 @@
 //! Prints one line per change on stdout (nothing when there is nothing to
 //! do), and a summary on stderr when something changed.
 
-use std::cell::RefCell;
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
-use std::path::Path;
 
 use super::output::count;
 use super::privilege::require_net_admin;
@@ -37,21 +35,14 @@ pub async fn run(ctx: &mut Ctx, args: &ReconcileArgs) -> Result<()> {
     let jail = args.jail.as_deref();
     let scope = jail.map_or(Scope::All, Scope::Jail);
     let kind = args.kind.unwrap_or(ctx.config.route_type);
-    // Said when the default socket has nobody listening: then the default
-    // database is read.
-    let fell_back = RefCell::new(None);
-    let read = || -> std::result::Result<Active, fail2ban::Error> {
+    let (socket, db, jail_owned) = (args.socket.clone(), args.db.clone(), args.jail.clone());
+    let read = move || -> std::result::Result<Active, fail2ban::Error> {
         let now = ledger::now();
-        match (&args.socket, &args.db) {
-            (Some(path), _) => socket::read(path, jail),
-            (None, Some(path)) => db::read(path, jail, now),
-            (None, None) => match socket::read(Path::new(fail2ban::DEFAULT_SOCKET), jail) {
-                Err(e @ fail2ban::Error::NotRunning { .. }) => {
-                    *fell_back.borrow_mut() = Some(e.to_string());
-                    db::read(Path::new(fail2ban::DEFAULT_DB), jail, now)
-                }
-                other => other,
-            },
+        let jail = jail_owned.as_deref();
+        match (socket, db) {
+            (Some(path), _) => socket::read(&path, jail),
+            (None, Some(path)) => db::read(&path, jail, now),
+            (None, None) => fail2ban::read_default(jail, now),
         }
     };
     let out = match bans.reconcile(scope, kind, args.dry_run, read).await {
@@ -80,7 +71,7 @@ pub async fn run(ctx: &mut Ctx, args: &ReconcileArgs) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    if let Some(why) = fell_back.into_inner() {
+    if let Some(why) = &out.fell_back {
         ctx.out
             .detail(format_args!("{why}: read its database instead"));
     }

@@ -44,6 +44,9 @@ pub struct Active {
     /// Bans that are no host address (a raw ID, a CIDR), per jail: no
     /// route can stand for them.
     pub not_addresses: Vec<(String, String)>,
+    /// Why the source is not the first one tried (the default socket had
+    /// nobody listening).
+    pub fell_back: Option<String>,
 }
 
 impl Active {
@@ -52,6 +55,7 @@ impl Active {
             origin,
             jails: BTreeMap::new(),
             not_addresses: Vec::new(),
+            fell_back: None,
         }
     }
 
@@ -72,6 +76,19 @@ impl Active {
     /// The number of bans (host addresses) over all jails.
     pub fn count(&self) -> usize {
         self.jails.values().map(BTreeSet::len).sum()
+    }
+}
+
+/// fail2ban's bans from its default socket, or, when nobody listens
+/// there (fail2ban is not running), from its default database.
+pub fn read_default(jail: Option<&str>, now: u64) -> Result<Active, Error> {
+    match socket::read(std::path::Path::new(DEFAULT_SOCKET), jail) {
+        Err(e @ Error::NotRunning { .. }) => {
+            let mut active = db::read(std::path::Path::new(DEFAULT_DB), jail, now)?;
+            active.fell_back = Some(e.to_string());
+            Ok(active)
+        }
+        other => other,
     }
 }
 

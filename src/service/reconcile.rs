@@ -43,6 +43,8 @@ pub struct Reconciled {
     pub skipped_jails: Vec<String>,
     /// fail2ban's bans that are no host address: (jail, what it is).
     pub not_addresses: Vec<(String, String)>,
+    /// Why the bans were not read from the first source tried.
+    pub fell_back: Option<String>,
 }
 
 impl Reconciled {
@@ -69,7 +71,7 @@ impl<K: Routes> Bans<'_, K> {
         scope: Scope<'_>,
         kind: RouteKind,
         dry_run: bool,
-        read: impl FnOnce() -> Result<Active, fail2ban::Error>,
+        read: impl FnOnce() -> Result<Active, fail2ban::Error> + Send + 'static,
     ) -> Result<Reconciled, Error> {
         let result = self.reconcile_now(scope, kind, dry_run, read).await;
         if dry_run {
@@ -84,7 +86,7 @@ impl<K: Routes> Bans<'_, K> {
         scope: Scope<'_>,
         kind: RouteKind,
         dry_run: bool,
-        read: impl FnOnce() -> Result<Active, fail2ban::Error>,
+        read: impl FnOnce() -> Result<Active, fail2ban::Error> + Send + 'static,
     ) -> Result<Reconciled, Error> {
         let mut ledger = if dry_run {
             self.ledger(Access::Read)?
@@ -93,11 +95,18 @@ impl<K: Routes> Bans<'_, K> {
             ledger.sweep()?;
             ledger
         };
-        let mut active = read()?;
+        // fail2ban is asked on a thread of its own while this one reads
+        // the ledger and the kernel's routes (a thread left behind by an
+        // error here ends with its own time limit).
+        let reader = std::thread::spawn(read);
+        let holds = ledger.all()?;
+        let owned = self.owned().await?;
+        let mut active = reader.join().map_err(|_| Error::Panicked)??;
         let mut out = Reconciled {
             dry_run,
             origin: Some(active.origin.clone()),
             not_addresses: std::mem::take(&mut active.not_addresses),
+            fell_back: active.fell_back.take(),
             ..Reconciled::default()
         };
         active.jails.retain(|jail, _| {
@@ -110,7 +119,6 @@ impl<K: Routes> Bans<'_, K> {
         out.jails = active.jails.len();
         out.bans = active.count();
 
-        let holds = ledger.all()?;
         let mut held: HashMap<String, HashSet<IpAddr>> = HashMap::new();
         for ip in holds.addresses() {
             if let Some(h) = holds.get(&ip) {
@@ -120,7 +128,8 @@ impl<K: Routes> Bans<'_, K> {
             }
         }
         drop(holds);
-        let routed: HashSet<IpAddr> = self.owned().await?.iter().map(|r| r.addr).collect();
+        let routed: HashSet<IpAddr> = owned.iter().map(|r| r.addr).collect();
+        drop(owned);
         let mut plan = plan::plan(scope, &active.jails, &held, &routed, |j| {
             j != MANUAL && valid_jail(j)
         });

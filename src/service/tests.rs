@@ -500,7 +500,7 @@ fn reconcile_without_a_source_changes_nothing() {
     let a = addrs(1);
     run(bans.ban("sshd", &a, RouteKind::Blackhole)).unwrap();
     let err = run(bans.reconcile(Scope::All, RouteKind::Blackhole, false, || {
-        crate::fail2ban::db::read(Path::new(":memory:"), None, 0)
+        crate::fail2ban::db::read(std::path::Path::new(":memory:"), None, 0)
     }))
     .unwrap_err();
     assert!(matches!(err, Error::Fail2ban(_)), "{err}");
