@@ -394,13 +394,15 @@ EXIT_TABLE='0 ok
 3 refused
 4 no-permission
 5 conflict
-6 config'
+6 config
+7 fail2ban
+8 schema'
 exit_evidence() {
 	echo "--help, Exit status: $(help_exit_codes | tr '\n' ',')"
 	echo "man f2b-route, EXIT STATUS: $(man_exit_codes | tr '\n' ',')"
 }
 exit_tables_ok() { [ "$(help_exit_codes)" = "$EXIT_TABLE" ] && [ "$(man_exit_codes)" = "$EXIT_TABLE" ]; }
-check "help and man page: $BIN --help and f2b-route(8) carry the exit status table (0 ok ... 6 config)" \
+check "help and man page: $BIN --help and f2b-route(8) carry the exit status table (0 ok ... 8 schema)" \
 	exit_evidence -- exit_tables_ok
 
 systemd-analyze verify "${UNITS[@]}" >"$TMP/verify.out" 2>&1
