@@ -127,6 +127,12 @@ pub enum Error {
         #[source]
         source: crate::trusted::TrustError,
     },
+    #[error("fail2ban's socket {path}")]
+    UntrustedSocket {
+        path: PathBuf,
+        #[source]
+        source: crate::trusted::TrustError,
+    },
     /// The socket does not exist or nobody listens on it: fail2ban is not
     /// running (the database is the next source).
     #[error("fail2ban's socket {path}: fail2ban is not running ({source})")]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_pickle::{DeOptions, SerOptions, Value};
 
 use super::{Active, Error, Origin};
+use crate::trusted::{self, TrustError};
 
 const END: &[u8] = b"<F2B_END_COMMAND>";
 const CLOSE: &[u8] = b"<F2B_CLOSE_COMMAND>";
@@ -37,9 +38,17 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connect; `Error::NotRunning` when nobody listens there.
+    /// Connect; `Error::NotRunning` when nobody listens there. The socket
+    /// must be ours (root's) in a directory nobody else can change, as
+    /// every file f2b-route trusts (src/trusted.rs): it is reached through
+    /// the directory opened after those checks, so no one can put another
+    /// listener in its place between the check and the connect.
     pub fn connect(path: &Path, timeout: Duration) -> Result<Client, Error> {
-        let stream = match UnixStream::connect(path) {
+        let (dir, name) = trusted_socket(path)?;
+        let via = Path::new("/proc/self/fd")
+            .join(dir.raw_fd().to_string())
+            .join(name);
+        let stream = match UnixStream::connect(&via) {
             Ok(s) => s,
             Err(e)
                 if matches!(
@@ -155,6 +164,52 @@ impl Drop for Client {
         let mut bye = CLOSE.to_vec();
         bye.extend_from_slice(END);
         let _ = self.stream.write_all(&bye);
+    }
+}
+
+/// The socket's directory, opened after the trust checks, and its name in
+/// it: `NotRunning` when either is missing.
+fn trusted_socket(path: &Path) -> Result<(trusted::Dir, &std::ffi::OsStr), Error> {
+    let not_running = |e: io::Error| Error::NotRunning {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Answer {
+            path: path.to_path_buf(),
+            what: "not a path to a socket".into(),
+        });
+    };
+    let dir = match trusted::open_dir(parent, false) {
+        Ok(d) => d,
+        Err(TrustError::NotFound { .. }) => {
+            return Err(not_running(io::ErrorKind::NotFound.into()));
+        }
+        Err(source) => {
+            return Err(Error::UntrustedSocket {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let refuse = |why: String| Error::UntrustedSocket {
+        path: path.to_path_buf(),
+        source: TrustError::Untrusted {
+            path: path.to_path_buf(),
+            reason: why,
+        },
+    };
+    match dir.stat(name) {
+        Ok(None) => Err(not_running(io::ErrorKind::NotFound.into())),
+        Ok(Some(st)) if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFSOCK => {
+            Err(refuse("not a socket".into()))
+        }
+        Ok(Some(st)) if st.st_uid != nix::unistd::geteuid().as_raw() => Err(refuse(format!(
+            "a socket of uid {}, not of this user's (fail2ban runs as root)",
+            st.st_uid
+        ))),
+        Ok(Some(_)) => Ok((dir, name)),
+        Err(e) => Err(socket_error(path, "cannot look at it", e)),
     }
 }
 
@@ -346,5 +401,34 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         let e = read(&path, None).err().unwrap();
         assert!(matches!(e, Error::NotRunning { .. }), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+
+    /// A socket another user could have put there, or that is another
+    /// user's, is never spoken to.
+    #[test]
+    fn another_users_socket_is_refused() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return; // chown needs root; tests/run runs this as root
+        }
+        let dir = std::env::temp_dir().join(format!("f2b-route-sock-trust-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("s");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let e = Client::connect(&path, TIMEOUT).err().unwrap();
+        let why = std::error::Error::source(&e).map(ToString::to_string);
+        assert!(why.unwrap_or_default().contains("uid 65534"), "{e}");
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Client::connect(&path, TIMEOUT).err().unwrap();
+        assert!(matches!(e, Error::UntrustedSocket { .. }), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
