@@ -123,7 +123,10 @@ impl<K: Routes> Bans<'_, K> {
         for ip in holds.addresses() {
             if let Some(h) = holds.get(&ip) {
                 for jail in holds.names(h) {
-                    held.entry(jail.to_owned()).or_default().insert(ip);
+                    match held.get_mut(jail) {
+                        Some(set) => set.insert(ip),
+                        None => held.entry(jail.to_owned()).or_default().insert(ip),
+                    };
                 }
             }
         }
