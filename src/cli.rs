@@ -57,6 +57,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// The same as Prometheus text, on stdout or into node_exporter's textfile directory
     Metrics(MetricsArgs),
+    /// Make the routes and holds equal to fail2ban's active bans (its socket, or its database when it is not running)
+    Reconcile(ReconcileArgs),
     /// Firewall side: keep an nftables table's sets equal to the host routes the BGP daemon installed
     Mirror(MirrorArgs),
     /// Write the man pages or the shell completions into DIR (for packaging)
@@ -84,6 +86,38 @@ pub struct MirrorArgs {
     /// Log each dropped packet with this prefix (nft `log prefix`)
     #[arg(long, value_name = "PREFIX")]
     pub log_prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Only this jail's holds change (fail2ban's actionstart) [default:
+    /// every jail fail2ban has or the ledger holds for, and routes of ours
+    /// that nobody holds go]
+    #[arg(long, value_name = "NAME", value_parser = parse_jail)]
+    pub jail: Option<String>,
+    /// Print what would change, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// JSON Lines: one object per change (change, jail, address, reason)
+    #[arg(long)]
+    pub json: bool,
+    /// Ask the running fail2ban through this socket, and nothing else
+    /// [default: /var/run/fail2ban/fail2ban.sock, then, if fail2ban is not
+    /// running, /var/lib/fail2ban/fail2ban.sqlite3]
+    #[arg(long, value_name = "PATH", value_parser = parse_absolute, conflicts_with = "db")]
+    pub socket: Option<PathBuf>,
+    /// Read this fail2ban database (its dbfile), read-only, and nothing
+    /// else; ":memory:" and "None" mean fail2ban keeps none
+    #[arg(long, value_name = "PATH", value_parser = parse_dbfile)]
+    pub db: Option<PathBuf>,
+    /// Type of the routes added [default: the config's `type`, blackhole]
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    pub kind: Option<RouteKind>,
+    /// With --jail and --db: where fail2ban keeps no database (dbfile
+    /// :memory: or None, or no such file), release the jail's holds as
+    /// `flush --jail` does instead of failing, and say so (actionstart)
+    #[arg(long, requires_all = ["jail", "db"])]
+    pub or_flush: bool,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +250,14 @@ fn parse_table_arg(s: &str) -> Result<u32, String> {
             Ok(n) => Ok(n),
         },
     }
+}
+
+/// fail2ban's dbfile: an absolute path, or ":memory:" or "None".
+fn parse_dbfile(s: &str) -> Result<PathBuf, String> {
+    if crate::fail2ban::db::no_database(s).is_some() {
+        return Ok(PathBuf::from(s));
+    }
+    parse_absolute(s).map_err(|e| format!("{e} (or :memory: or None)"))
 }
 
 fn parse_absolute(s: &str) -> Result<PathBuf, String> {

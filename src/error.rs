@@ -94,6 +94,8 @@ fn service_exit(e: &service::Error) -> Exit {
         S::Ledger(LedgerError::Untrusted(_) | LedgerError::Unsafe { .. }) => Exit::NoPermission,
         S::Ledger(l) => permission_or_failure(l.io_error().and_then(io::Error::raw_os_error)),
         S::Change { source, .. } => permission_or_failure(source.raw_os_error()),
+        S::Fail2ban(f) if f.is_schema() => Exit::Schema,
+        S::Fail2ban(_) => Exit::Fail2ban,
         S::Panicked => Exit::Failure,
     }
 }

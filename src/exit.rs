@@ -12,10 +12,12 @@ pub enum Exit {
     NoPermission = 4,
     Conflict = 5,
     Config = 6,
+    Fail2ban = 7,
+    Schema = 8,
 }
 
 impl Exit {
-    pub const ALL: [Exit; 7] = [
+    pub const ALL: [Exit; 9] = [
         Exit::Ok,
         Exit::Failure,
         Exit::Usage,
@@ -23,6 +25,8 @@ impl Exit {
         Exit::NoPermission,
         Exit::Conflict,
         Exit::Config,
+        Exit::Fail2ban,
+        Exit::Schema,
     ];
 
     pub fn code(self) -> u8 {
@@ -39,6 +43,8 @@ impl Exit {
             Exit::NoPermission => "no-permission",
             Exit::Conflict => "conflict",
             Exit::Config => "config",
+            Exit::Fail2ban => "fail2ban",
+            Exit::Schema => "schema",
         }
     }
 }
@@ -66,6 +72,15 @@ impl Exit {
             Exit::Config => {
                 "the config file is missing (when named), invalid, or could be changed by \
                  another user than root; nothing changed"
+            }
+            Exit::Fail2ban => {
+                "reconcile could not read fail2ban's bans: its socket did not answer as it \
+                 should, or its database is unreadable, not trusted, or not there (dbfile \
+                 :memory: or None); nothing changed"
+            }
+            Exit::Schema => {
+                "reconcile: fail2ban's database has another schema than version 4 (fail2ban \
+                 0.11.1 to 1.1), an older one included; nothing changed"
             }
         }
     }
@@ -104,7 +119,7 @@ mod tests {
     #[test]
     fn codes_are_stable_and_distinct() {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7, 8]);
         let names: std::collections::BTreeSet<_> = Exit::ALL.iter().map(|e| e.name()).collect();
         assert_eq!(names.len(), Exit::ALL.len());
     }

@@ -5,10 +5,13 @@
 //!
 //! - pure: `exit`, `addr`, `model` (route kinds, the marker, lookups),
 //!   `config`, `guard`, `route` (rtnetlink messages), `render`, `nft`
-//!   (the firewall's nftables table and scripts);
+//!   (the firewall's nftables table and scripts), `plan` (what a
+//!   reconcile changes);
 //! - I/O: `trusted` (opening paths as root), `kernel` (rtnetlink),
-//!   `ledger` (holds on disk), `firewall` (the nft program), `syslog`;
-//! - services: `service` (ban, unban, flush, repair, preflight, list),
+//!   `ledger` (holds on disk), `firewall` (the nft program), `syslog`,
+//!   `fail2ban` (its bans, from its socket or its database);
+//! - services: `service` (ban, unban, flush, repair, preflight, list,
+//!   reconcile),
 //!   `mirror` (the firewall's sets equal to its BGP daemon's routes);
 //! - `error`, `cli`, `commands`, then `main`.
 
@@ -18,6 +21,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod fail2ban;
 pub mod firewall;
 pub mod guard;
 pub mod kernel;
@@ -25,6 +29,7 @@ pub mod ledger;
 pub mod mirror;
 pub mod model;
 pub mod nft;
+pub mod plan;
 pub mod render;
 pub mod route;
 pub mod service;

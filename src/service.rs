@@ -1,6 +1,6 @@
 //! The ban service: the one place that puts the guard, the kernel and the
 //! ledger together. A ban, an unban, a jail's flush, a full flush, a repair,
-//! a preflight and a listing, each returning what it did as a typed
+//! a preflight, a listing and a reconcile with fail2ban, each returning what it did as a typed
 //! outcome; the commands (and the resident modes to come) only parse, call
 //! and report.
 //!
@@ -142,6 +142,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// fail2ban's state could not be read (reconcile); nothing changed.
+    #[error(transparent)]
+    Fail2ban(#[from] crate::fail2ban::Error),
     #[error("a worker thread of this run panicked")]
     Panicked,
 }
@@ -165,6 +168,10 @@ impl Failures {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&IpAddr, &io::Error)> {
+        self.0.iter().map(|(ip, e)| (ip, e))
     }
 
     /// The first failure as the call's error, if any.
@@ -322,6 +329,8 @@ impl<'a, K: Routes> Bans<'a, K> {
             Ok(_) => return result,
             // A lock held for ever would only be waited for once more.
             Err(Error::Ledger(LedgerError::LockTimeout { .. })) => return result,
+            // Not a ban that failed: fail2ban could not be read.
+            Err(Error::Fail2ban(_)) => return result,
             Err(Error::Refused(list)) => (Counter::Refusals, list.len()),
             Err(Error::Conflict(list)) => (Counter::Conflicts, list.len()),
             Err(_) => (Counter::Failures, 1),
@@ -769,6 +778,9 @@ impl fmt::Display for Preflight {
         })
     }
 }
+
+mod reconcile;
+pub use reconcile::Reconciled;
 
 #[cfg(test)]
 mod tests;

@@ -430,6 +430,14 @@ impl Dir {
         self.fd.as_fd()
     }
 
+    /// The directory's descriptor, to name an entry as
+    /// `/proc/self/fd/N/NAME` where only a path will do (a Unix socket's
+    /// connect): the checked directory, whatever its path now leads to.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
     /// The subdirectory `name`, which must be what the state dir itself is:
     /// a directory of root's (or the effective uid's) that nobody else can
     /// write; a link is refused, never followed.

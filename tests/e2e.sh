@@ -140,6 +140,62 @@ $(topo_sources_evidence)"
 topo_init
 echo "# namespaces $TOPO_TAG-$TOPO_ID-*, temp dir $TOPO_DIR"
 topo_net_up || fatal "network namespaces and links"
+
+# --- the unban window across a restart ------------------------------------
+
+# Watched at the firewall's RIB "blackhole" (polled every 50 ms: one line of
+# prefixes per poll) and in the log host's kernel (ip monitor route), both
+# stamped into $TOPO_EVENTS (tests/lib/topology.sh's topo_watch).
+cat >"$TOPO_DIR/rib-poll" <<'EOF'
+#!/bin/bash
+while :; do
+	bgpctl -s "$1" show rib table blackhole 2>/dev/null | awk '$1 ~ /^\*/ { print $3 }' | sort | tr '\n' ' '
+	echo
+	sleep 0.05
+done
+EOF
+gap_watch_start() { # tag
+	topo_watch "rib-$1" "" bash "$TOPO_DIR/rib-poll" "$TOPO_OBGPD_SOCK" || fatal "RIB poller"
+	topo_watch "kern-$1" "$TOPO_NS_LH" ip monitor route || fatal "ip monitor route"
+	sleep 1
+}
+gap_watch_stop() { # tag
+	sleep 1
+	daemon_stop "watch-rib-$1" 5
+	daemon_stop "watch-kern-$1" 5
+}
+# "polls polls-missing-a-ban seconds-missing" for the RIB polls of TAG:
+# a poll that lacks any of the prefixes counts until the next poll.
+gap_of() { # tag prefix...
+	local tag=$1
+	shift
+	awk -v tag="rib-$tag" -v want="$*" '
+		BEGIN { n = split(want, w, " ") }
+		$2 == tag {
+			miss = 0
+			split("", have)
+			for (i = 3; i <= NF; i++) have[$i] = 1
+			for (i = 1; i <= n; i++) if (!(w[i] in have)) miss = 1
+			if (polls && prev_miss) gap += $1 - prev_t
+			if (miss) missed++
+			prev_t = $1; prev_miss = miss; polls++
+		}
+		END { printf "%d %d %.3f\n", polls, missed, gap }' "$TOPO_EVENTS"
+}
+# The deletions of routes with f2b-route's marker the kernel reported.
+kernel_deletions() { awk -v tag="kern-$1" '$2 == tag && $3 == "Deleted" && / metric 666( |$)/' "$TOPO_EVENTS"; }
+gap_evidence() { # tag prefix...
+	local g
+	read -r -a g <<<"$(gap_of "$@")"
+	echo "firewall RIB, polled every 50 ms: ${g[0]} polls, ${g[1]} lacking a ban, gap ${g[2]} s"
+	echo "log host kernel, ip monitor route: $(kernel_deletions "$1" | wc -l) deletions of marked routes"
+	kernel_deletions "$1" | head -n 5
+}
+no_gap() { # tag prefix...
+	local g
+	read -r -a g <<<"$(gap_of "$@")"
+	[ "${g[0]}" -ge 20 ] && [ "${g[1]}" = 0 ] && [ -z "$(kernel_deletions "$1")" ]
+}
 SETUP_ERR=$TOPO_DIR/setup.err
 topo_configure 2>"$SETUP_ERR" || fatal "configuration (render, sshd, rsyslog, fail2ban -t, bgpd -n)" "$(cat "$SETUP_ERR")"
 
@@ -306,6 +362,9 @@ f2b_log_settled() {
 wait_for 15 f2b_log_settled || fatal "fail2ban's log keeps growing" "$(tail -n 5 "$TOPO_F2B_LOG")"
 before=$(topo_banned)
 mapfile -t before_list <<<"$before"
+before_prefixes=()
+for a in "${before_list[@]}"; do before_prefixes+=("$(topo_prefix "$a")"); done
+gap_watch_start graceful
 topo_stop_fail2ban graceful || fatal "fail2ban-client stop"
 stop_evidence() { tail -n 4 "$TOPO_F2B_LOG"; kernel_evidence; rib_evidence; }
 assert 10 "fail2ban graceful stop: every route withdrawn (kernel and firewall)" \
@@ -314,6 +373,13 @@ topo_start_fail2ban || fatal "fail2ban restart"
 restore_evidence() { echo "Restore Ban lines: $(grep -c "Restore Ban" "$TOPO_F2B_LOG")"; bans_kernel_rib_evidence; }
 assert 15 "fail2ban restart: bans restored, routes equal bans, no orphan" \
 	restore_evidence -- routes_equal_these_bans "$before"
+gap_watch_stop graceful
+# A graceful stop withdraws every route (actionstop), so the window lasts
+# from the stop until actionstart puts the database's bans back at once:
+# measured, not asserted.
+echo "# measured, graceful stop and start: $(gap_evidence graceful "${before_prefixes[@]}" | head -n 2 | tr '\n' ' ')"
+
+gap_watch_start kill9
 
 topo_stop_fail2ban kill9 || fatal "kill -9 fail2ban-server"
 assert 0 "fail2ban kill -9: the routes stay (fail2ban could not withdraw them)" \
@@ -321,6 +387,11 @@ assert 0 "fail2ban kill -9: the routes stay (fail2ban could not withdraw them)" 
 topo_start_fail2ban || fatal "fail2ban start after kill -9"
 assert 15 "fail2ban start after kill -9: bans restored, routes equal bans, no orphan" \
 	bans_kernel_rib_evidence -- routes_equal_these_bans "$before"
+gap_watch_stop kill9
+# Before reconcile, actionstart flushed the jail and the restore re-added
+# each ban: the firewall let every banned address through until then.
+assert 0 "no unban window: kill -9 and restart keep every ban in the firewall's RIB and every route in the kernel" \
+	gap_evidence kill9 "${before_prefixes[@]}" -- no_gap kill9 "${before_prefixes[@]}"
 
 # After the crash, one ban ends: the route goes (the stock action, whose
 # re-ban failed with "File exists", would leave it for ever).

@@ -79,11 +79,11 @@ fn modules_form_a_dag() {
 #[test]
 fn pure_layers_do_no_io() {
     let graph = graph();
-    for pure in ["addr", "model", "guard", "route", "render", "nft"] {
+    for pure in ["addr", "model", "guard", "route", "render", "nft", "plan"] {
         let deps = &graph[pure];
         for io in [
             "kernel", "ledger", "trusted", "syslog", "service", "commands", "error", "cli",
-            "firewall", "mirror",
+            "firewall", "mirror", "fail2ban",
         ] {
             assert!(!deps.contains(io), "{pure} uses {io}");
         }

@@ -35,7 +35,8 @@ EXAMPLES=/usr/share/doc/f2b-route/examples
 TMPFILES=/usr/lib/tmpfiles.d/f2b-route.conf
 STATE=/run/f2b-route
 UNITS=(/lib/systemd/system/f2b-route-metrics.service /lib/systemd/system/f2b-route-metrics.timer
-	/lib/systemd/system/f2b-route-mirror.service)
+	/lib/systemd/system/f2b-route-mirror.service /lib/systemd/system/f2b-route-reconcile.service
+	/lib/systemd/system/f2b-route-reconcile.timer)
 CONFFILES=(/etc/f2b-route/f2b-route.toml /etc/fail2ban/action.d/f2b-route.conf
 	/etc/iproute2/rt_protos.d/f2b-route.conf)
 # Where the metrics timer writes (node_exporter's textfile directory on
@@ -52,6 +53,8 @@ SHIPPED=(
 	debian/f2b-route-metrics.service "${UNITS[0]}"
 	debian/f2b-route-metrics.timer "${UNITS[1]}"
 	debian/f2b-route-mirror.service "${UNITS[2]}"
+	debian/f2b-route-reconcile.service "${UNITS[3]}"
+	debian/f2b-route-reconcile.timer "${UNITS[4]}"
 	action.d/route.local "$EXAMPLES/action.d/route.local"
 	jail.d/triton.conf "$EXAMPLES/jail.d/triton.conf"
 	frr/frr.conf "$EXAMPLES/frr/frr.conf"
@@ -392,13 +395,15 @@ EXIT_TABLE='0 ok
 3 refused
 4 no-permission
 5 conflict
-6 config'
+6 config
+7 fail2ban
+8 schema'
 exit_evidence() {
 	echo "--help, Exit status: $(help_exit_codes | tr '\n' ',')"
 	echo "man f2b-route, EXIT STATUS: $(man_exit_codes | tr '\n' ',')"
 }
 exit_tables_ok() { [ "$(help_exit_codes)" = "$EXIT_TABLE" ] && [ "$(man_exit_codes)" = "$EXIT_TABLE" ]; }
-check "help and man page: $BIN --help and f2b-route(8) carry the exit status table (0 ok ... 6 config)" \
+check "help and man page: $BIN --help and f2b-route(8) carry the exit status table (0 ok ... 8 schema)" \
 	exit_evidence -- exit_tables_ok
 
 systemd-analyze verify "${UNITS[@]}" >"$TMP/verify.out" 2>&1
@@ -408,22 +413,29 @@ verify_ok() { [ "$verify_rc" = 0 ] && [ ! -s "$TMP/verify.out" ]; }
 check "units: systemd-analyze verify passes the installed service and timer, silently" \
 	verify_evidence -- verify_ok
 
-systemd-analyze security --offline=true "${UNITS[0]}" >"$TMP/security.out" 2>&1
-security_rc=$?
-SECURITY=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) \([A-Z]*\).*/\1 \2/p' "$TMP/security.out")
-security_evidence() {
-	echo "systemd-analyze security --offline=true ${UNITS[0]}: exit $security_rc"
-	grep '✗' "$TMP/security.out"
-	grep 'Overall exposure' "$TMP/security.out"
-}
-security_ok() {
-	local score=${SECURITY% *} badge=${SECURITY#* }
-	[ "$security_rc" = 0 ] && [[ $score =~ ^[0-9]+\.[0-9]$ ]] &&
+# The services' exposure, each at most 2.0 and OK or better.
+security_check() { # unit
+	local unit=$1 out rc score badge
+	out=$(systemd-analyze security --offline=true "$unit" 2>&1)
+	rc=$?
+	score=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) \([A-Z]*\).*/\1 \2/p' <<<"$out")
+	badge=${score#* }
+	score=${score% *}
+	SECURITY_EVIDENCE="systemd-analyze security --offline=true $unit: exit $rc
+$(grep '✗' <<<"$out")
+$(grep 'Overall exposure' <<<"$out")"
+	SECURITY="$score $badge"
+	[ "$rc" = 0 ] && [[ $score =~ ^[0-9]+\.[0-9]$ ]] &&
 		awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' &&
 		[[ $badge =~ ^(OK|SAFE|PERFECT)$ ]]
 }
-check "units: systemd-analyze security scores the service ${SECURITY:-(no score)}: at most 2.0, OK or better" \
-	security_evidence -- security_ok
+security_evidence() { printf '%s\n' "$SECURITY_EVIDENCE"; }
+for unit in "${UNITS[0]}" "${UNITS[2]}" "${UNITS[3]}"; do
+	verdict=FAIL
+	security_check "$unit" && verdict=PASS
+	record "$verdict" "units: systemd-analyze security scores $(basename "$unit") ${SECURITY:-(no score)}: at most 2.0, OK or better" \
+		"$(security_evidence)"
+done
 lap "installed files"
 
 # --- metrics and stats, with the installed binary -----------------------------

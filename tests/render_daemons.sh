@@ -178,7 +178,7 @@ expect_cmd triton route actionban 'f2b-route add --jail triton --type blackhole 
 expect_cmd triton route actionunban 'f2b-route del --jail triton -- "<ip>"'
 expect_cmd triton route actionflush 'f2b-route flush --jail triton'
 expect_cmd triton route actionstop 'f2b-route flush --jail triton'
-expect_cmd triton route actionstart 'f2b-route check --repair && f2b-route flush --jail triton'
+expect_cmd triton route actionstart 'f2b-route check --repair && f2b-route reconcile --jail triton --type blackhole --db "/var/lib/fail2ban/fail2ban.sqlite3" --or-flush'
 expect_cmd triton route actioncheck 'f2b-route check'
 expect_cmd triton route actionrepair 'f2b-route check --repair'
 expect_cmd named f2b-route actionban "$F2B/f2b-route --state-dir $F2B/state add --jail named --type unreachable -- \"<ip>\""
@@ -229,7 +229,8 @@ rm "$CONF/jail.d/compare.conf"
 # The lifecycle, run by a private fail2ban-server through the stand-in
 # (named in a drop-in, read after route.local).
 mkdir -p "$CONF/action.d/route.d"
-printf '[Init]\nf2b_route = %s\n' "$F2B/f2b-route" >"$CONF/action.d/route.d/stand-in.local"
+# The drop-in names fail2ban's dbfile too: actionstart reads it.
+printf '[Init]\nf2b_route = %s\ndbfile = %s\n' "$F2B/f2b-route" "$F2B/db" >"$CONF/action.d/route.d/stand-in.local"
 client() { fail2ban-client -c "$CONF" "$@" >/dev/null; }
 start_f2b() {
 	rm -f "$F2B/sock" "$F2B/pid"
@@ -254,7 +255,8 @@ expected:
 $want"
 }
 start_f2b
-calls_are 'check --repair' 'flush --jail triton'
+START_CALLS=('check --repair' "reconcile --jail triton --type blackhole --db $F2B/db --or-flush")
+calls_are "${START_CALLS[@]}"
 client set triton banip 198.51.100.7 2001:db8:5::7
 calls_are 'add --jail triton --type blackhole -- 198.51.100.7' 'add --jail triton --type blackhole -- 2001:db8:5::7'
 client set triton unbanip 198.51.100.7
@@ -288,7 +290,7 @@ calls_are 'add --jail triton --type blackhole -- 198.51.100.8'
 daemon_signal KILL fail2ban || fail "fail2ban-server is not running"
 wait_for 10 daemon_gone fail2ban || fail "fail2ban-server survived SIGKILL"
 start_f2b
-calls_are 'check --repair' 'flush --jail triton' 'add --jail triton --type blackhole -- 198.51.100.8'
+calls_are "${START_CALLS[@]}" 'add --jail triton --type blackhole -- 198.51.100.8'
 stop_f2b() {
 	client stop
 	wait_for 10 test ! -e "$F2B/sock" || fail "fail2ban-server did not stop"
@@ -307,7 +309,7 @@ ok "fail2ban: start releases stale holds, ban/unban/unban --all/reload, raw IDs 
 # fail2ban run actionrepair (`check --repair`), then `check` again.
 log_mark=$(wc -l <"$F2B/f2b.log")
 start_f2b
-calls_are 'check --repair' 'flush --jail triton' 'add --jail triton --type blackhole -- 198.51.100.8'
+calls_are "${START_CALLS[@]}" 'add --jail triton --type blackhole -- 198.51.100.8'
 client set triton banip 198.51.100.66
 calls_are 'add --jail triton --type blackhole -- 198.51.100.66' 'check' 'add --jail triton --type blackhole -- 198.51.100.66'
 : >"$F2B/check-fails"

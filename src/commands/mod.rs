@@ -12,6 +12,7 @@ mod metrics;
 mod mirror;
 mod output;
 mod privilege;
+mod reconcile;
 mod render;
 mod stats;
 
@@ -61,7 +62,11 @@ pub fn run(cli: Cli) -> Result<()> {
         _ => Verbosity::Normal,
     };
     let syslog = match cli.command {
-        Command::Add(_) | Command::Del(_) | Command::Flush(_) | Command::Check(_) => Syslog::open(),
+        Command::Add(_)
+        | Command::Del(_)
+        | Command::Flush(_)
+        | Command::Check(_)
+        | Command::Reconcile(_) => Syslog::open(),
         Command::Mirror(_) => Syslog::open(),
         Command::List(_)
         | Command::Render(_)
@@ -93,6 +98,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Stats(args) => stats::run(&ctx, args).await,
             Command::Metrics(args) => metrics::run(&ctx, args).await,
             Command::Mirror(args) => mirror::run(&mut ctx, args).await,
+            Command::Reconcile(args) => reconcile::run(&mut ctx, args).await,
             Command::Render(_) | Command::Generate(_) => unreachable!("run above"),
         }
     })

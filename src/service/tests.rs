@@ -374,3 +374,137 @@ fn a_lost_ledgers_bans_survive_jail_by_jail_restores() {
     );
     fs::remove_dir_all(&dir).unwrap();
 }
+
+fn active(bans: &[(&str, &[IpAddr])]) -> crate::fail2ban::Active {
+    let mut a = crate::fail2ban::Active::new(crate::fail2ban::Origin::Database("/test".into()));
+    for (jail, addrs) in bans {
+        a.jails.entry(jail.to_string()).or_default();
+        for ip in *addrs {
+            a.ban(jail, &ip.to_string());
+        }
+    }
+    a
+}
+
+fn reconcile(
+    bans: &Bans<'_, Fake>,
+    scope: crate::plan::Scope<'_>,
+    dry_run: bool,
+    wanted: &[(&str, &[IpAddr])],
+) -> Reconciled {
+    let a = active(wanted);
+    run(bans.reconcile(scope, RouteKind::Blackhole, dry_run, move || Ok(a))).unwrap()
+}
+
+/// Routes deleted behind fail2ban's back come back; holds fail2ban no
+/// longer has go, with their routes; another jail's hold keeps a route;
+/// a second run has nothing to do.
+#[test]
+fn reconcile_adds_what_is_missing_and_releases_the_rest() {
+    use crate::plan::Scope;
+    let dir = state("reconcile");
+    let config = Config::default();
+    let kernel = Fake::default();
+    let bans = Bans::new(&kernel, &config, &dir);
+    let a = addrs(5);
+    run(bans.ban("sshd", &a[..3], RouteKind::Blackhole)).unwrap();
+    run(bans.ban("recidive", &a[2..3], RouteKind::Blackhole)).unwrap();
+    kernel.routes.borrow_mut().remove(&a[0]);
+    // fail2ban: sshd bans a0 (route gone), a1 and a4 (never held), not a2.
+    let wanted: &[(&str, &[IpAddr])] = &[("sshd", &[a[0], a[1], a[4]]), ("recidive", &[a[2]])];
+    let out = reconcile(&bans, Scope::Jail("sshd"), false, wanted);
+    assert_eq!(out.added, vec![a[0], a[4]]);
+    assert_eq!(out.taken, vec![("sshd".to_string(), a[4])]);
+    assert_eq!(out.released, vec![("sshd".to_string(), a[2])]);
+    assert!(out.removed.removed.is_empty(), "recidive still holds a2");
+    assert_eq!(holders(&dir, a[2]), vec!["recidive"]);
+    assert_eq!(
+        kernel.routes.borrow().keys().copied().collect::<Vec<_>>(),
+        vec![a[0], a[1], a[2], a[4]]
+    );
+    assert!(!reconcile(&bans, Scope::All, false, wanted).changed());
+    // fail2ban drops a2 from recidive: its route goes.
+    let out = reconcile(&bans, Scope::All, false, &[("sshd", &[a[0], a[1], a[4]])]);
+    assert_eq!(out.released, vec![("recidive".to_string(), a[2])]);
+    assert_eq!(out.removed.removed, vec![a[2]]);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A dry run reports and changes nothing, in the kernel or the ledger.
+#[test]
+fn reconcile_dry_run_changes_nothing() {
+    use crate::plan::Scope;
+    let dir = state("reconcile-dry");
+    let config = Config::default();
+    let kernel = Fake::default();
+    let bans = Bans::new(&kernel, &config, &dir);
+    let a = addrs(3);
+    run(bans.ban("sshd", &a[..2], RouteKind::Blackhole)).unwrap();
+    kernel
+        .routes
+        .borrow_mut()
+        .insert(a[2], RouteKind::Blackhole); // an orphan
+    let before: Vec<_> = kernel.routes.borrow().keys().copied().collect();
+    let out = reconcile(
+        &bans,
+        Scope::All,
+        true,
+        &[("sshd", &[a[1]]), ("web", &[a[0]])],
+    );
+    assert!(out.dry_run && out.changed());
+    assert_eq!(out.taken, vec![("web".to_string(), a[0])]);
+    assert_eq!(out.released, vec![("sshd".to_string(), a[0])]);
+    assert_eq!(out.removed.removed, vec![a[2]]);
+    assert_eq!(
+        kernel.routes.borrow().keys().copied().collect::<Vec<_>>(),
+        before
+    );
+    assert_eq!(holders(&dir, a[0]), vec!["sshd"]);
+    assert!(!dir.join("holds/web").exists());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A guarded address fail2ban bans gets no route and no hold; the rest
+/// goes ahead.
+#[test]
+fn reconcile_never_adds_a_guarded_address() {
+    use crate::plan::Scope;
+    let dir = state("reconcile-guard");
+    let config = Config {
+        protect: vec!["198.18.0.1/32".parse().unwrap()],
+        ..Config::default()
+    };
+    let kernel = Fake::default();
+    let bans = Bans::new(&kernel, &config, &dir);
+    let a = addrs(2);
+    let out = reconcile(&bans, Scope::All, false, &[("sshd", &a)]);
+    assert_eq!(out.refused.len(), 1);
+    assert_eq!(out.refused[0].0, a[0]);
+    assert_eq!(out.added, vec![a[1]]);
+    assert_eq!(
+        kernel.routes.borrow().keys().copied().collect::<Vec<_>>(),
+        vec![a[1]]
+    );
+    assert!(holders(&dir, a[0]).is_empty());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// fail2ban that cannot be read changes nothing.
+#[test]
+fn reconcile_without_a_source_changes_nothing() {
+    use crate::plan::Scope;
+    let dir = state("reconcile-nosource");
+    let config = Config::default();
+    let kernel = Fake::default();
+    let bans = Bans::new(&kernel, &config, &dir);
+    let a = addrs(1);
+    run(bans.ban("sshd", &a, RouteKind::Blackhole)).unwrap();
+    let err = run(bans.reconcile(Scope::All, RouteKind::Blackhole, false, || {
+        crate::fail2ban::db::read(std::path::Path::new(":memory:"), None, 0)
+    }))
+    .unwrap_err();
+    assert!(matches!(err, Error::Fail2ban(_)), "{err}");
+    assert_eq!(holders(&dir, a[0]), vec!["sshd"]);
+    assert_eq!(kernel.routes.borrow().len(), 1);
+    fs::remove_dir_all(&dir).unwrap();
+}

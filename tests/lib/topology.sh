@@ -369,11 +369,13 @@ _topo_conf_fail2ban() {
 		return 1
 	}
 	# f2b-route with this lab's config, through route.local's f2b_route
-	# option (a drop-in read after route.local).
+	# option (a drop-in read after route.local), and fail2ban's private
+	# database, which actionstart reads (fail2ban does not tell actions).
 	mkdir -p "$c/action.d/route.d"
 	cat >"$c/action.d/route.d/lab.local" <<EOF
 [Init]
 f2b_route = ${TOPO_F2B_ROUTE[*]}
+dbfile = $TOPO_F2B/fail2ban.sqlite3
 EOF
 	if [ -n "${TOPO_RECIDIVE:-}" ]; then
 		cat >"$c/jail.d/recidive.conf" <<EOF
