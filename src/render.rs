@@ -136,7 +136,7 @@ pub enum RenderError {
     #[error("render frr-firewall takes one --discard per address family, got {0} and {1}")]
     DiscardTwice(IpAddr, IpAddr),
     #[error(
-        "bad --discard {0}: use a unicast address outside the protected prefixes and the peers"
+        "bad --discard {0}: use a global unicast address (not in 0/8, 127/8, 224/3, fe80::/10, nor IPv4-mapped) outside the protected prefixes and the peers"
     )]
     BadDiscard(IpAddr),
     #[error("render pf needs --interface IF (where attackers come in)")]
@@ -420,22 +420,35 @@ fn render_frr_firewall(config: &Config, opts: &RenderOptions) -> Result<String, 
 
 /// The discard next hops of `render frr-firewall`: one IPv4 address (which
 /// must be given) and one IPv6 address ([`DISCARD_V6`] unless given), each
-/// unicast and outside what must never be dropped (a next hop there would
-/// blackhole the site's own address).
+/// a global unicast address FRR takes as a next hop, outside what must
+/// never be dropped (a next hop there would blackhole the site's own
+/// address). FRR 8.4 refuses `set ip next-hop` in 0/8 and 240/4 (which
+/// holds the broadcast address) and `set ipv6 next-hop global` in fe80::/10;
+/// booting with such a line it drops it and keeps the route-map, whose
+/// routes then forward: fail open.
 fn discard_next_hops(
     given: &[IpAddr],
     never: &[IpNet],
 ) -> Result<(Ipv4Addr, Ipv6Addr), RenderError> {
     let (mut v4, mut v6): (Option<Ipv4Addr>, Option<Ipv6Addr>) = (None, None);
-    for ip in given {
-        let ip = ip.to_canonical();
-        let special = match ip {
+    for &ip in given {
+        let usable = match ip {
             IpAddr::V4(a) => {
-                a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast()
+                let first = a.octets()[0];
+                first != 0 && first < 224 && !a.is_loopback()
             }
-            IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast(),
+            // Not mapped or compatible IPv4 either: an IPv6 next hop was
+            // meant, and FRR would not resolve it as one.
+            IpAddr::V6(a) => {
+                let s = a.segments();
+                !a.is_unspecified()
+                    && !a.is_loopback()
+                    && !a.is_multicast()
+                    && (s[0] & 0xffc0) != 0xfe80
+                    && s[..5] != [0; 5]
+            }
         };
-        if special || never.iter().any(|net| net.contains(&ip)) {
+        if !usable || never.iter().any(|net| net.contains(&ip)) {
             return Err(RenderError::BadDiscard(ip));
         }
         let first = match ip {
@@ -741,8 +754,11 @@ mod tests {
             "203.0.113.9",
             "198.51.100.1",
             "0.0.0.0",
+            "0.1.2.3",
             "127.0.0.1",
             "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
         ] {
             assert_eq!(
                 r(&with(&[bad])),
@@ -750,10 +766,20 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(
-            r(&with(&["198.18.0.1", "2001:db8:1::9"])),
-            Err(RenderError::BadDiscard("2001:db8:1::9".parse().unwrap()))
-        );
+        for bad in [
+            "2001:db8:1::9",
+            "fe80::1",
+            "::ffff:198.18.0.2",
+            "::198.18.0.2",
+            "::1",
+            "ff02::1",
+        ] {
+            assert_eq!(
+                r(&with(&["198.18.0.1", bad])),
+                Err(RenderError::BadDiscard(bad.parse().unwrap())),
+                "{bad}"
+            );
+        }
         let no_peer_as = RenderOptions {
             peer_as: None,
             ..firewall_opts()
