@@ -31,9 +31,10 @@ pub struct Changed {
     /// Addresses in the sets afterwards.
     pub total: usize,
     /// Host routes of the protocol in the table that forward rather than
-    /// drop (a resync counts them all, a batch those it brought): their
-    /// addresses are not in the sets. With FRR, a discard next hop that no
-    /// longer resolves to a blackhole.
+    /// drop, whose addresses are therefore not in the sets: a resync counts
+    /// them all; a batch counts those that replaced a route the sets had
+    /// (a ban that now fails open: with FRR, a discard next hop that no
+    /// longer resolves to a blackhole).
     pub forwarding: usize,
 }
 
@@ -59,11 +60,24 @@ impl<'a> Mirror<'a> {
         }
     }
 
-    /// Make or adopt the table, then make its sets equal to the routes.
-    pub async fn resync(&mut self) -> Result<Changed, Error> {
+    /// Make or adopt the table (its rules replaced, so their counters
+    /// start again), then make its sets equal to the routes. At start, and
+    /// when nftables' rules were reloaded (SIGHUP).
+    pub async fn adopt(&mut self) -> Result<Changed, Error> {
         self.nft.run(&nft::create_script(&self.rules))?;
-        let mut current = self.nft.list_set(nft::SET4)?;
-        current.extend(self.nft.list_set(nft::SET6)?);
+        self.resync().await
+    }
+
+    /// Make the sets equal to the routes: read both whole, change the sets
+    /// by the difference. The table is adopted again only if it is gone.
+    pub async fn resync(&mut self) -> Result<Changed, Error> {
+        let current = match self.listed() {
+            Ok(current) => current,
+            Err(_) => {
+                self.nft.run(&nft::create_script(&self.rules))?;
+                self.listed()?
+            }
+        };
         let mut desired = HashSet::new();
         let mut forwarding = 0;
         self.kernel
@@ -87,28 +101,48 @@ impl<'a> Mirror<'a> {
         })
     }
 
+    fn listed(&self) -> Result<HashSet<IpAddr>, Error> {
+        let mut current = self.nft.list_set(nft::SET4)?;
+        current.extend(self.nft.list_set(nft::SET6)?);
+        Ok(current)
+    }
+
     /// Apply route notifications, in the order they came: the last word on
     /// an address wins. `Err` leaves the sets as they were; resync then.
-    /// A host route that forwards is not applied but counted: it may have
-    /// replaced a dropping one, which the kernel does not announce as
-    /// deleted, so the caller resyncs.
+    /// A new host route that forwards takes its address out: a BGP daemon
+    /// keeps one route per prefix, and replacing a blackhole by a route
+    /// that forwards (FRR, when the discard next hop resolves elsewhere)
+    /// is announced as a new route only, never as a deletion.
     pub fn apply(&mut self, events: &[Event]) -> Result<Changed, Error> {
         let mut last: HashMap<IpAddr, bool> = HashMap::new();
-        let mut forwarding = 0;
         for e in events {
             let (msg, present) = match e {
                 Event::New(m) => (m, true),
                 Event::Del(m) => (m, false),
                 Event::Overrun => continue,
             };
-            match route::mirrored(msg, self.protocol, self.table) {
-                Some(host) if host.drops => {
-                    last.insert(host.addr, present);
+            if let Some(host) = route::mirrored(msg, self.protocol, self.table) {
+                // A forwarding route's deletion says nothing about a
+                // dropping one.
+                if host.drops || present {
+                    last.insert(host.addr, host.drops && present);
                 }
-                Some(_) if present => forwarding += 1,
-                _ => {}
             }
         }
+        // Bans that now forward: in the sets, and their last word a
+        // forwarding route.
+        let forwarding = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::New(m) => route::mirrored(m, self.protocol, self.table),
+                _ => None,
+            })
+            .filter(|h| {
+                !h.drops && last.get(&h.addr) == Some(&false) && self.current.contains(&h.addr)
+            })
+            .map(|h| h.addr)
+            .collect::<HashSet<IpAddr>>()
+            .len();
         let add: Vec<IpAddr> = last
             .iter()
             .filter(|(ip, present)| **present && !self.current.contains(ip))

@@ -112,9 +112,27 @@ impl Running {
     }
 
     fn signal(&mut self, sig: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        self.send(sig);
+        self.0.wait().unwrap()
+    }
+
+    fn send(&self, sig: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
         nix::sys::signal::kill(pid, sig).unwrap();
-        self.0.wait().unwrap()
+    }
+
+    /// Stops it (SIGTERM) and returns what it said on stderr.
+    fn stop(&mut self) -> String {
+        use std::io::Read;
+        assert!(self.signal(nix::sys::signal::Signal::SIGTERM).success());
+        let mut err = String::new();
+        self.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        err
     }
 }
 
@@ -199,6 +217,47 @@ fn following_routes_restarts_and_kill_9() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(m.signal(nix::sys::signal::Signal::SIGTERM).success());
     assert!(set(&ns).is_empty());
+}
+
+#[test]
+fn a_ban_that_turns_into_a_forwarding_route_leaves_the_set() {
+    // FRR on the firewall whose discard route went: zebra replaces each
+    // blackhole by a route that forwards, announced as a new route only.
+    let ns = Netns::with_veth();
+    ns.ipl("route add blackhole 203.0.113.77 proto 186 metric 20");
+    ns.ipl("route add blackhole 203.0.113.78 proto 186 metric 20");
+    let mut m = Running::start(&ns, &["--table", "main", "--protocol", "186"]);
+    wait_for_set(&ns, &addrs(&["203.0.113.77", "203.0.113.78"]), 10);
+    ns.ipl("route replace 203.0.113.77 dev v0 proto 186 metric 20");
+    wait_for_set(&ns, &addrs(&["203.0.113.78"]), 10);
+    // Its deletion changes nothing; a blackhole again is a ban again.
+    ns.ipl("route del 203.0.113.77 dev v0 proto 186 metric 20");
+    ns.ipl("route add blackhole 203.0.113.77 proto 186 metric 20");
+    wait_for_set(&ns, &addrs(&["203.0.113.77", "203.0.113.78"]), 10);
+    let err = m.stop();
+    assert!(
+        err.contains("1 banned address's route of protocol 186 in table 254 now forward"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sighup_adopts_the_table_again_after_nftables_reloaded() {
+    let ns = Netns::new();
+    ns.ipl("route add blackhole 198.51.100.7 table 252 proto 12");
+    let mut m = Running::start(&ns, &[]);
+    wait_for_set(&ns, &addrs(&["198.51.100.7"]), 10);
+    // nftables.service's reload: `flush ruleset`, then its own rules.
+    nft(&ns, "flush ruleset\n");
+    assert!(try_set(&ns).is_err());
+    m.send(nix::sys::signal::Signal::SIGHUP);
+    wait_for_set(&ns, &addrs(&["198.51.100.7"]), 10);
+    assert_eq!(rules(&ns).matches("drop").count(), 2, "{}", rules(&ns));
+    // And it still follows the routes.
+    ns.ipl("route add blackhole 198.51.100.8 table 252 proto 12");
+    wait_for_set(&ns, &addrs(&["198.51.100.7", "198.51.100.8"]), 10);
+    let err = m.stop();
+    assert!(err.contains("table adopted again (SIGHUP)"), "{err}");
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! `mirror`: the firewall side. Resync, then follow route notifications
-//! until stopped (SIGTERM, SIGINT); `--once` resyncs and exits.
+//! `mirror`: the firewall side. Adopt the table and resync, then follow
+//! route notifications until stopped (SIGTERM, SIGINT); SIGHUP adopts the
+//! table again (after nftables reloaded its rules); `--once` resyncs and
+//! exits.
 
 use std::time::Duration;
 
@@ -36,7 +38,7 @@ pub async fn run(ctx: &mut Ctx, args: &MirrorArgs) -> Result<()> {
         Some(Watch::open()?)
     };
     let mut mirror = Mirror::new(&kernel, &nft, protocol, table, rules);
-    let first = mirror.resync().await?;
+    let first = mirror.adopt().await?;
     ctx.out.summary(&format!(
         "mirror of protocol {protocol} table {table}: {} in the sets{}",
         count(first.total, "address"),
@@ -48,11 +50,24 @@ pub async fn run(ctx: &mut Ctx, args: &MirrorArgs) -> Result<()> {
     };
     let mut term = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
     let mut int = signal(SignalKind::interrupt()).map_err(Error::Runtime)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(Error::Runtime)?;
     loop {
         let first = tokio::select! {
             e = watch.next() => e,
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = hup.recv() => {
+                // nftables' rules were reloaded (`flush ruleset` and all):
+                // the table made or adopted again, the sets refilled.
+                let c = mirror.adopt().await?;
+                ctx.out.summary(&format!(
+                    "mirror: table adopted again (SIGHUP): {} in the sets{}",
+                    count(c.total, "address"),
+                    changes(c)
+                ));
+                warn_forwarding(&mut ctx.out, c, protocol, table);
+                continue;
+            }
         };
         let Some(first) = first else {
             break;
@@ -83,12 +98,16 @@ pub async fn run(ctx: &mut Ctx, args: &MirrorArgs) -> Result<()> {
             mirror.resync().await
         } else {
             match mirror.apply(&events) {
-                // A forwarding route may have replaced a dropping one
-                // unannounced: the truth is in a dump.
-                Ok(c) if c.forwarding > 0 => mirror.resync().await.inspect(|c| {
-                    warn_forwarding(&mut ctx.out, *c, protocol, table);
-                }),
-                Ok(c) => Ok(c),
+                Ok(c) => {
+                    if c.forwarding > 0 {
+                        ctx.out.warning(&format!(
+                            "{} of protocol {protocol} in table {table} now forward instead of dropping: \
+                             their addresses left the sets (FRR: is the blackhole route to the discard next hop there?)",
+                            count(c.forwarding, "banned address's route")
+                        ));
+                    }
+                    Ok(c)
+                }
                 Err(e) => {
                     ctx.out.warning(&format!("{e}: resyncing"));
                     mirror.resync().await
@@ -114,12 +133,13 @@ pub async fn run(ctx: &mut Ctx, args: &MirrorArgs) -> Result<()> {
     Ok(())
 }
 
-/// Host routes of the BGP daemon that forward: bans that fail open.
+/// Host routes of the BGP daemon that forward: if they are bans, they fail
+/// open.
 fn warn_forwarding(out: &mut Report, c: Changed, protocol: u8, table: u32) {
     if c.forwarding > 0 {
         out.warning(&format!(
             "{} of protocol {protocol} in table {table} forward instead of dropping: \
-             their addresses are not dropped (FRR: is the blackhole route to the discard next hop there?)",
+             their addresses are not in the sets (if they are bans, with FRR: is the blackhole route to the discard next hop there?)",
             count(c.forwarding, "host route")
         ));
     }
