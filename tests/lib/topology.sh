@@ -74,7 +74,10 @@ TOPO_PROTECT4=198.51.100.0/24
 TOPO_PROTECT6=2001:db8:1::/48
 TOPO_SSH_PORT=2222
 # FRR on the firewall: the discard next hop its blackholes resolve through
-# (unused, outside the protected prefixes); IPv6 keeps render's 100::1.
+# (outside the protected prefixes, used by no host; inside the attacker's
+# connected /25 on purpose, so that without its blackhole route it resolves
+# there and the fail-open test sees forwarding routes); IPv6 keeps render's
+# 100::1.
 TOPO_FW_DISCARD4=203.0.113.126
 # What mirror reads: BIRD's table of its own, or FRR's main table.
 TOPO_MIRROR_BIRD=(--table 252 --protocol 12)
@@ -133,7 +136,7 @@ _topo_check_installed() {
 
 # The Debian packages providing what the topology runs (for install_packages).
 TOPO_PACKAGES=(iproute2 util-linux procps openssh-server openssh-client rsyslog fail2ban frr openbgpd jq python3-pyinotify
-	bird2 nftables iputils-ping)
+	bird2 nftables)
 
 # Events, as written by the watchers: "EPOCH TAG TEXT" lines. Prints the
 # time of the first line of FILE after line FROM with TAG whose text
@@ -417,6 +420,8 @@ _topo_conf_frr() {
 	else
 		cp "$TOPO_FRR/frr.rendered" "$TOPO_FRR/bgpd.conf"
 	fi
+	# Logs to private files only (--log), not to the host's syslog.
+	sed -i '/^log syslog/d' "$TOPO_FRR/bgpd.conf"
 	printf 'hostname loghost\n' >"$TOPO_FRR/zebra.conf"
 	chown -R frr:frr "$TOPO_FRR"
 }
@@ -460,7 +465,9 @@ _topo_conf_fw_bird() {
 _topo_conf_fw_frr() {
 	"$TOPO_BIN" --config "$TOPO_TOML" render frr-firewall --local-as "$TOPO_AS_FW" --peer-as "$TOPO_AS_LH" \
 		--peer "$TOPO_LH4" --router-id "$TOPO_FW_LH4" --discard "$TOPO_FW_DISCARD4" \
-		>"$TOPO_FW_FRR/frr.conf" || return 1
+		>"$TOPO_FW_FRR/frr.rendered" || return 1
+	# Logs to private files only, not to the host's syslog.
+	grep -v '^log syslog' "$TOPO_FW_FRR/frr.rendered" >"$TOPO_FW_FRR/frr.conf"
 	local d
 	for d in zebra staticd bgpd; do printf 'hostname firewall\n' >"$TOPO_FW_FRR/$d.conf"; done
 	chown -R frr:frr "$TOPO_FW_FRR"
