@@ -174,8 +174,9 @@ class Action(ActionBase):
         if done.returncode != 0:
             raise F2bRouteError("f2b-route %s: exit code %d: %s"
                                 % (" ".join(args), done.returncode, text.splitlines()[-1] if text else ""))
+        # Its summary, and its warnings (a lost ledger's routes left in place).
         for line in text.splitlines():
-            self._logSys.debug("[%s] %s", self._jail_name, line)
+            self._logSys.info("[%s] f2b-route %s: %s", self._jail_name, " ".join(args), line)
 
     # --- the co-process ------------------------------------------------------
 
@@ -291,9 +292,9 @@ class Action(ActionBase):
                 # Dead (killed, crashed) or never started: once more, with a
                 # new one. Every request is safe to repeat.
                 old = self._proc
-                why = self._ended(old) if old is not None else "not running"
+                why = "had ended (%s)" % self._ended(old) if old is not None else "was not running"
                 self._spawn()
-                self._logSys.warning("[%s] f2b-route serve had ended (%s): started it again (PID %d)",
+                self._logSys.warning("[%s] f2b-route serve %s: started it again (PID %d)",
                                      self._jail_name, why, self._proc.pid)
                 answer = self._exchange(request)
                 if answer is None:

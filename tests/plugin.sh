@@ -253,6 +253,29 @@ assert 10 "co-process killed (kill -9): the next ban works, a new serve runs, fa
 	killed_evidence -- restarted_once
 wait_for 10 all_held_by recidive,triton 203.0.113.40 203.0.113.41
 
+# fail2ban asks its actions for a consistency check when an address it
+# banned more than 3 s ago is banned again: the plugin's `ping` starts a
+# co-process that died, before any ban needs it.
+old_pid=$(serve_pid recidive)
+restarts_before=$(f2b_log_count "$restart_line")
+[ -n "$old_pid" ] && kill -KILL "$old_pid"
+wait_for 5 process_gone "$old_pid"
+sleep 3
+topo_f2b set recidive banip 203.0.113.40 >/dev/null
+checked_evidence() {
+	echo "killed serve PID $old_pid (recidive)"
+	serve_evidence
+	log_lines "$TOPO_F2B_LOG" "203.0.113.40 already banned"
+	log_lines "$TOPO_F2B_LOG" "$restart_line"
+}
+recidive_restarted() {
+	local p
+	p=$(serve_pid recidive)
+	[ -n "$p" ] && [ "$p" != "$old_pid" ] && [ "$(f2b_log_count "$restart_line")" = $((restarts_before + 1)) ]
+}
+assert 10 "consistency check (banip of an address banned > 3 s ago): ping finds the co-process dead and starts it again, one log line" \
+	checked_evidence -- recidive_restarted
+
 # --- reload --------------------------------------------------------------------
 
 wait_for 15 f2b_log_settled

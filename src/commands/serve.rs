@@ -96,8 +96,9 @@ pub async fn run(ctx: &mut Ctx, args: &ServeArgs) -> Result<()> {
                 answer(&format!("ok {summary}"))?;
             }
             Err(e) => {
-                out.answered("");
-                answer(&err_line(&e))?;
+                let line = err_line(&e);
+                out.answered(&line);
+                answer(&line)?;
             }
         }
     }
