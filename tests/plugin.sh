@@ -162,6 +162,35 @@ runs_the_plugin() {
 check "fail2ban: [triton] and [recidive] use the shipped action.d/f2b-route.py" \
 	plugin_evidence -- runs_the_plugin
 
+# The one-line form, `banaction = f2b-route.py` (the shipped jail with its
+# banaction line changed): fail2ban hands the plugin its default action
+# line's options (port, protocol, chain), which it takes and ignores. Read
+# with fail2ban-client -d and instantiated as fail2ban does, not started (it
+# would use the host's default config and state dir).
+one_line_evidence() { cat "$TOPO_DIR/one-line.out"; }
+one_line_form_works() {
+	local c=$TOPO_DIR/one-line
+	rm -rf "$c"
+	cp -a "$TOPO_F2B_CONF" "$c" && rm -f "$c/jail.d/zz-plugin.local" "$c/jail.d/recidive.conf" &&
+		sed -i 's/^banaction = route$/banaction = f2b-route.py/' "$c/jail.d/triton.conf" &&
+		fail2ban-client -c "$c" -d 2>&1 | grep "'addaction'" >"$TOPO_DIR/one-line.dump" || return 1
+	# fail2ban's own interpreter (its server's #! line), which has its modules.
+	local py
+	py=$(sed -n '1s/^#![[:space:]]*//p' "$(command -v fail2ban-server)")
+	$py - "$TOPO_DIR/one-line.dump" >"$TOPO_DIR/one-line.out" 2>&1 <<'EOF_PY'
+import ast, json, sys
+from fail2ban.server.actions import Actions
+line = ast.literal_eval(open(sys.argv[1]).read().strip())
+print("fail2ban-client -d:", line)
+_, jail, _, name, path, opts = line
+assert (jail, name) == ("triton", "f2b-route") and path.endswith("/action.d/f2b-route.py"), line
+action = Actions._load_python_module(path).Action(None, name, **json.loads(opts))
+print("instantiated:", type(action).__module__, type(action).__name__, "options", sorted(json.loads(opts)))
+EOF_PY
+}
+check "fail2ban: banaction = f2b-route.py alone resolves to the plugin, which takes fail2ban's default options" \
+	one_line_evidence -- one_line_form_works
+
 topo_start_all 2>>"$SETUP_ERR" || fatal "daemons start (OpenBGPD, zebra, bgpd, rsyslog x2, sshd, fail2ban)" "$(cat "$SETUP_ERR")"
 neighbor_evidence() { topo_bgpctl show neighbor "$TOPO_LH4" | grep -E "BGP state|Description"; }
 assert 30 "bgp: session log host (FRR) <-> firewall (OpenBGPD) established" \
