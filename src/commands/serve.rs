@@ -67,6 +67,10 @@ pub async fn run(ctx: &mut Ctx, args: &ServeArgs) -> Result<()> {
     answer(&format!(
         "f2b-route serve {PROTOCOL} jail={jail} type={kind}"
     ))?;
+    // stdin is read blocking, on the runtime's only thread: between two
+    // requests nothing of ours is pending on the runtime (each request is
+    // awaited to its end before the next line is read), so the netlink
+    // connection's task has nothing to do meanwhile.
     let mut stdin = std::io::stdin().lock();
     let mut line = Vec::with_capacity(LINE_MAX);
     loop {
