@@ -59,6 +59,8 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Make the routes and holds equal to fail2ban's active bans (its socket, or its database when it is not running)
     Reconcile(ReconcileArgs),
+    /// Resident mode for fail2ban's Python action: one request a line on stdin (add IP, del IP, flush, ping), one answer a line on stdout
+    Serve(ServeArgs),
     /// Firewall side: keep an nftables table's sets equal to the host routes the BGP daemon installed
     Mirror(MirrorArgs),
     /// Write the man pages or the shell completions into DIR (for packaging)
@@ -187,6 +189,16 @@ pub struct DelArgs {
     /// Addresses after `--`, taken as they are ("-" is no stdin there)
     #[arg(last = true, value_name = "IP")]
     pub literal: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The jail whose holds this process takes and releases
+    #[arg(long, value_name = "NAME", value_parser = parse_jail)]
+    pub jail: String,
+    /// Route type of its adds [default: the config's `type`, blackhole]
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    pub kind: Option<RouteKind>,
 }
 
 #[derive(Debug, Args)]
@@ -349,5 +361,12 @@ mod tests {
             matches!(cli.command, Command::Add(a) if a.ips.is_empty() && a.literal == vec!["-"])
         );
         assert!(Cli::try_parse_from(["f2b-route", "add", "--"]).is_err());
+        let cli = Cli::try_parse_from(["f2b-route", "serve", "--jail", "sshd"]).unwrap();
+        assert!(matches!(cli.command, Command::Serve(s) if s.jail == "sshd" && s.kind.is_none()));
+        assert!(
+            Cli::try_parse_from(["f2b-route", "serve"]).is_err(),
+            "serve needs --jail"
+        );
+        assert!(Cli::try_parse_from(["f2b-route", "serve", "--jail", "a/b"]).is_err());
     }
 }

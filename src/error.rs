@@ -116,4 +116,20 @@ fn permission_or_failure(errno: Option<i32>) -> Exit {
     }
 }
 
+/// An error and its causes on one line: "outer: inner: innermost" (what
+/// the CLI prints on stderr, and `serve` in an `err` answer).
+pub struct Chain<'a>(pub &'a dyn std::error::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use f2b_route::cli::Cli;
+use f2b_route::error::Chain;
 use f2b_route::exit::Exit;
 
 fn main() -> ExitCode {
@@ -39,20 +40,5 @@ fn main() -> ExitCode {
             eprintln!("f2b-route: {:#}", Chain(&err));
             err.exit().into()
         }
-    }
-}
-
-/// An error and its causes on one line: "outer: inner: innermost".
-struct Chain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(c) = cause {
-            write!(f, ": {c}")?;
-            cause = c.source();
-        }
-        Ok(())
     }
 }

@@ -72,6 +72,12 @@ impl Syslog {
         }
     }
 
+    /// Start counting lines afresh: a resident process counts per request.
+    pub fn next_run(&mut self) {
+        self.sent = 0;
+        self.held_back = 0;
+    }
+
     fn send(&mut self, severity: Severity, message: &str) {
         if let Some(socket) = &self.socket {
             let line = format_line(severity, std::process::id(), message);

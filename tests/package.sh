@@ -38,7 +38,7 @@ UNITS=(/lib/systemd/system/f2b-route-metrics.service /lib/systemd/system/f2b-rou
 	/lib/systemd/system/f2b-route-mirror.service /lib/systemd/system/f2b-route-reconcile.service
 	/lib/systemd/system/f2b-route-reconcile.timer)
 CONFFILES=(/etc/f2b-route/f2b-route.toml /etc/fail2ban/action.d/f2b-route.conf
-	/etc/iproute2/rt_protos.d/f2b-route.conf)
+	/etc/fail2ban/action.d/f2b-route.py /etc/iproute2/rt_protos.d/f2b-route.conf)
 # Where the metrics timer writes (node_exporter's textfile directory on
 # Debian), and postrm removes on purge.
 PROM_DIR=/var/lib/prometheus/node-exporter
@@ -48,6 +48,7 @@ PROM=$PROM_DIR/f2b-route.prom
 SHIPPED=(
 	etc/f2b-route/f2b-route.toml /etc/f2b-route/f2b-route.toml
 	action.d/f2b-route.conf /etc/fail2ban/action.d/f2b-route.conf
+	action.d/f2b-route.py /etc/fail2ban/action.d/f2b-route.py
 	etc/iproute2/rt_protos.d/f2b-route.conf /etc/iproute2/rt_protos.d/f2b-route.conf
 	debian/f2b-route.tmpfiles "$TMPFILES"
 	debian/f2b-route-metrics.service "${UNITS[0]}"

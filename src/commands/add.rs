@@ -1,14 +1,12 @@
 //! `add`: blackhole addresses for a jail.
 
 use super::input::addresses;
-use super::output::count;
 use super::privilege::require_net_admin;
-use super::Ctx;
+use super::{report_banned, report_refused, Ctx};
 use crate::cli::AddArgs;
 use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::ledger;
-use crate::service;
 
 pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
     let addrs = addresses(&args.ips, &args.literal)?;
@@ -19,51 +17,11 @@ pub async fn run(ctx: &mut Ctx, args: &AddArgs) -> Result<()> {
     let banned = match ctx.bans(&kernel).ban(jail, &addrs, kind).await {
         Ok(b) => b,
         Err(e) => {
-            match &e {
-                service::Error::Refused(list) => {
-                    for (ip, rule) in list {
-                        ctx.out
-                            .refusal(format_args!("refused {ip} for {jail}: {rule}"));
-                    }
-                }
-                service::Error::Conflict(list) => {
-                    for (ip, route) in list {
-                        ctx.out.refusal(format_args!(
-                            "refused {ip} for {jail}: someone else's unicast route {route}"
-                        ));
-                    }
-                }
-                _ => {}
-            }
+            report_refused(&mut ctx.out, jail, &e);
             return Err(e.into());
         }
     };
-    for (ip, also) in &banned.created {
-        let also = if *also {
-            " (another route already dropped it)"
-        } else {
-            ""
-        };
-        ctx.out
-            .change(format_args!("added {kind} {ip} for {jail}{also}"));
-    }
-    for (ip, new_hold) in &banned.present {
-        let (also, by) = if *new_hold {
-            ("; now also held by ", jail)
-        } else {
-            ("", "")
-        };
-        ctx.out.detail(format_args!(
-            "{ip}: already dropped by a route with the same metric{also}{by}"
-        ));
-    }
-    let mut summary = format!("added {}", count(banned.created.len(), "route"));
-    if !banned.present.is_empty() {
-        summary.push_str(&format!(", {} already present", banned.present.len()));
-    }
-    if !banned.failures.is_empty() {
-        summary.push_str(&format!(", {} failed", banned.failures.len()));
-    }
+    let summary = report_banned(&mut ctx.out, jail, kind, &banned);
     ctx.out.summary(&summary);
     banned.failures.into_result("add")?;
     Ok(())

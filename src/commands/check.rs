@@ -38,7 +38,7 @@ pub async fn run(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
         ctx.out
             .change(format_args!("dropped the holds on {ip}: its route is gone"));
     }
-    report_removed(ctx, &out.orphans, ": no jail held it");
+    report_removed(&mut ctx.out, &out.orphans, ": no jail held it");
     if out.lost > 0 {
         ctx.out.warning(&format!(
             "left {} that no jail holds: they were there when this ledger was made (the \

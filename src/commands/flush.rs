@@ -2,7 +2,7 @@
 
 use super::output::count;
 use super::privilege::require_net_admin;
-use super::{report_removed, Ctx};
+use super::{report_flushed, report_removed, Ctx};
 use crate::cli::FlushArgs;
 use crate::error::Result;
 use crate::kernel::Kernel;
@@ -14,17 +14,13 @@ pub async fn run(ctx: &mut Ctx, args: &FlushArgs) -> Result<()> {
     match &args.jail {
         Some(jail) => {
             let out = bans.flush_jail(jail).await?;
-            report_removed(ctx, &out.routes, &format!(" for {jail} (flush)"));
-            ctx.out.summary(&format!(
-                "released {} of {jail}, removed {}",
-                count(out.released, "hold"),
-                count(out.routes.removed.len(), "route")
-            ));
+            let summary = report_flushed(&mut ctx.out, jail, &out);
+            ctx.out.summary(&summary);
             out.routes.into_result()?;
         }
         None => {
             let out = bans.flush_all().await?;
-            report_removed(ctx, &out, " (flush)");
+            report_removed(&mut ctx.out, &out, " (flush)");
             ctx.out
                 .summary(&format!("flushed {}", count(out.removed.len(), "route")));
             out.into_result()?;

@@ -93,7 +93,7 @@ pub fn addresses(args: &[String], literal: &[String]) -> Result<Vec<IpAddr>, Err
 
 /// `input` quoted with escapes (one line whatever it holds), cut after
 /// [`QUOTE_MAX`] characters with the length it had.
-fn quote(input: &str) -> String {
+pub(super) fn quote(input: &str) -> String {
     let chars = input.chars().count();
     if chars <= QUOTE_MAX {
         return format!("{input:?}");

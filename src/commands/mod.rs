@@ -14,6 +14,7 @@ mod output;
 mod privilege;
 mod reconcile;
 mod render;
+mod serve;
 mod stats;
 
 use std::path::PathBuf;
@@ -22,9 +23,10 @@ use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
-use crate::service::Bans;
+use crate::model::RouteKind;
+use crate::service::{self, Banned, Bans, Removed, Unbanned};
 use crate::syslog::Syslog;
-use output::{Report, Verbosity};
+use output::{count, Report, Verbosity};
 
 /// Everything a command needs from the command line and the config.
 pub struct Ctx {
@@ -66,7 +68,8 @@ pub fn run(cli: Cli) -> Result<()> {
         | Command::Del(_)
         | Command::Flush(_)
         | Command::Check(_)
-        | Command::Reconcile(_) => Syslog::open(),
+        | Command::Reconcile(_)
+        | Command::Serve(_) => Syslog::open(),
         Command::Mirror(_) => Syslog::open(),
         Command::List(_)
         | Command::Render(_)
@@ -99,23 +102,103 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Metrics(args) => metrics::run(&ctx, args).await,
             Command::Mirror(args) => mirror::run(&mut ctx, args).await,
             Command::Reconcile(args) => reconcile::run(&mut ctx, args).await,
+            Command::Serve(args) => serve::run(&mut ctx, args).await,
             Command::Render(_) | Command::Generate(_) => unreachable!("run above"),
         }
     })
 }
 
+/// Report a refused ban (to syslog; the error itself is the caller's).
+fn report_refused(out: &mut Report, jail: &str, e: &service::Error) {
+    match e {
+        service::Error::Refused(list) => {
+            for (ip, rule) in list {
+                out.refusal(format_args!("refused {ip} for {jail}: {rule}"));
+            }
+        }
+        service::Error::Conflict(list) => {
+            for (ip, route) in list {
+                out.refusal(format_args!(
+                    "refused {ip} for {jail}: someone else's unicast route {route}"
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Report what a ban did, line by line; returns its summary.
+fn report_banned(out: &mut Report, jail: &str, kind: RouteKind, banned: &Banned) -> String {
+    for (ip, also) in &banned.created {
+        let also = if *also {
+            " (another route already dropped it)"
+        } else {
+            ""
+        };
+        out.change(format_args!("added {kind} {ip} for {jail}{also}"));
+    }
+    for (ip, new_hold) in &banned.present {
+        let (also, by) = if *new_hold {
+            ("; now also held by ", jail)
+        } else {
+            ("", "")
+        };
+        out.detail(format_args!(
+            "{ip}: already dropped by a route with the same metric{also}{by}"
+        ));
+    }
+    let mut summary = format!("added {}", count(banned.created.len(), "route"));
+    if !banned.present.is_empty() {
+        summary.push_str(&format!(", {} already present", banned.present.len()));
+    }
+    if !banned.failures.is_empty() {
+        summary.push_str(&format!(", {} failed", banned.failures.len()));
+    }
+    summary
+}
+
+/// Report what an unban did (`jail`'s holds, or everyone's); returns its summary.
+fn report_unbanned(out: &mut Report, jail: Option<&str>, unbanned: &Unbanned) -> String {
+    for ip in &unbanned.kept {
+        out.detail(format_args!("kept {ip}: still held by another jail"));
+    }
+    let why = jail.map(|j| format!(" for {j}")).unwrap_or_default();
+    let routes = &unbanned.routes;
+    report_removed(out, routes, &why);
+    let mut summary = format!("removed {}", count(routes.removed.len(), "route"));
+    if !unbanned.kept.is_empty() {
+        summary.push_str(&format!(", {} kept for other jails", unbanned.kept.len()));
+    }
+    if !routes.absent.is_empty() {
+        summary.push_str(&format!(", {} already gone", routes.absent.len()));
+    }
+    if !routes.failures.is_empty() {
+        summary.push_str(&format!(", {} failed", routes.failures.len()));
+    }
+    summary
+}
+
+/// Report what a jail's flush did; returns its summary.
+fn report_flushed(out: &mut Report, jail: &str, unbanned: &Unbanned) -> String {
+    report_removed(out, &unbanned.routes, &format!(" for {jail} (flush)"));
+    format!(
+        "released {} of {jail}, removed {}",
+        count(unbanned.released, "hold"),
+        count(unbanned.routes.removed.len(), "route")
+    )
+}
+
 /// Report each removal as "removed {ip}{why}", and each address that had
 /// no route of ours any more.
-fn report_removed(ctx: &mut Ctx, routes: &crate::service::Removed, why: &str) {
+fn report_removed(out: &mut Report, routes: &Removed, why: &str) {
     for ip in &routes.removed {
-        ctx.out.change(format_args!("removed {ip}{why}"));
+        out.change(format_args!("removed {ip}{why}"));
     }
     for ip in &routes.absent {
-        ctx.out
-            .detail(format_args!("{ip}: no route of ours (already gone)"));
+        out.detail(format_args!("{ip}: no route of ours (already gone)"));
     }
     for (ip, route) in &routes.shared {
-        ctx.out.refusal(format_args!(
+        out.refusal(format_args!(
             "left {ip}{why}: {route} carries f2b-route's marker there too"
         ));
     }

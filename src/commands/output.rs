@@ -56,6 +56,14 @@ impl Report {
         }
     }
 
+    /// The end of one request of a resident run (`serve`): as `summary`,
+    /// but nothing on stderr (the answer carries the summary), and the next
+    /// request gets its own budget of syslog lines, as a run of its own.
+    pub fn answered(&mut self, summary: &str) {
+        self.syslog.finish(summary);
+        self.syslog.next_run();
+    }
+
     /// The one line a run prints by default.
     pub fn summary(&mut self, message: &str) {
         self.syslog.finish(message);

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::output::count;
 use super::privilege::require_net_admin;
-use super::{report_removed, Ctx};
+use super::{report_flushed, Ctx};
 use crate::cli::ReconcileArgs;
 use crate::error::{Error, Result};
 use crate::fail2ban::{self, db, socket, Active};
@@ -60,12 +60,8 @@ pub async fn run(ctx: &mut Ctx, args: &ReconcileArgs) -> Result<()> {
                  (fail2ban's restore adds its bans again, one by one)"
             ));
             let flushed = bans.flush_jail(jail).await?;
-            report_removed(ctx, &flushed.routes, &format!(" for {jail} (flush)"));
-            ctx.out.summary(&format!(
-                "released {} of {jail}, removed {}",
-                count(flushed.released, "hold"),
-                count(flushed.routes.removed.len(), "route")
-            ));
+            let summary = report_flushed(&mut ctx.out, jail, &flushed);
+            ctx.out.summary(&summary);
             flushed.routes.into_result()?;
             return Ok(());
         }

@@ -45,6 +45,11 @@
 #   TOPO_OBGPD_EXTRA=...  global lines added to the rendered OpenBGPD config
 #   TOPO_FRR_EXTRA=...    lines inserted into the rendered FRR config
 #   TOPO_F2B_EXTRA=...    a jail.d/zz-extra.local for fail2ban
+#   TOPO_PLUGIN=1         the jails ban through the Python action plugin
+#                         action.d/f2b-route.py (f2b-route serve) instead of
+#                         banaction = route: a jail.d/zz-plugin.local sets
+#                         their `action` to f2b-route.py[...] with the lab's
+#                         binary, config and state dir
 #   topo_hook_fail2ban    a function, called with fail2ban's private config
 #                         dir before its config test
 #   TOPO_KEEP=1           keep $TOPO_DIR after topo_down
@@ -88,15 +93,18 @@ TOPO_MIRROR_FRR=(--table main --protocol 186)
 TOPO_INSTALLED_BIN=/usr/sbin/f2b-route
 TOPO_INSTALLED_EXAMPLES=/usr/share/doc/f2b-route/examples
 
-# Sets TOPO_SRC_ACTION (action.d/f2b-route.conf), TOPO_SRC_ROUTE_LOCAL
-# (action.d/route.local) and TOPO_SRC_JAIL (jail.d/triton.conf): the
-# repository's files, or with TOPO_INSTALLED the installed package's.
+# Sets TOPO_SRC_ACTION (action.d/f2b-route.conf), TOPO_SRC_PLUGIN
+# (action.d/f2b-route.py), TOPO_SRC_ROUTE_LOCAL (action.d/route.local) and
+# TOPO_SRC_JAIL (jail.d/triton.conf): the repository's files, or with
+# TOPO_INSTALLED the installed package's.
 topo_sources() {
 	if [ -n "${TOPO_INSTALLED:-}" ]; then
+		TOPO_SRC_PLUGIN=/etc/fail2ban/action.d/f2b-route.py
 		TOPO_SRC_ACTION=/etc/fail2ban/action.d/f2b-route.conf
 		TOPO_SRC_ROUTE_LOCAL=$TOPO_INSTALLED_EXAMPLES/action.d/route.local
 		TOPO_SRC_JAIL=$TOPO_INSTALLED_EXAMPLES/jail.d/triton.conf
 	else
+		TOPO_SRC_PLUGIN=$REPO/action.d/f2b-route.py
 		TOPO_SRC_ACTION=$REPO/action.d/f2b-route.conf
 		TOPO_SRC_ROUTE_LOCAL=$REPO/action.d/route.local
 		TOPO_SRC_JAIL=$REPO/jail.d/triton.conf
@@ -108,6 +116,7 @@ topo_sources_evidence() {
 	topo_sources
 	printf 'f2b-route binary: %s\n' "$TOPO_BIN"
 	printf 'fail2ban action: %s\n' "$TOPO_SRC_ACTION"
+	[ -z "${TOPO_PLUGIN:-}" ] || printf 'fail2ban action plugin: %s\n' "$TOPO_SRC_PLUGIN"
 	printf 'route.local: %s\n' "$TOPO_SRC_ROUTE_LOCAL"
 	printf 'jail: %s\n' "$TOPO_SRC_JAIL"
 }
@@ -122,7 +131,9 @@ _topo_check_installed() {
 		echo "topology: TOPO_INSTALLED=1 tests the installed binary $TOPO_INSTALLED_BIN, not '${TOPO_BIN:-}' (F2B_ROUTE=$TOPO_INSTALLED_BIN)" >&2
 		rc=1
 	fi
-	for f in "$TOPO_INSTALLED_BIN" "$TOPO_SRC_ACTION" "$TOPO_SRC_ROUTE_LOCAL" "$TOPO_SRC_JAIL"; do
+	local files=("$TOPO_INSTALLED_BIN" "$TOPO_SRC_ACTION" "$TOPO_SRC_ROUTE_LOCAL" "$TOPO_SRC_JAIL")
+	[ -z "${TOPO_PLUGIN:-}" ] || files+=("$TOPO_SRC_PLUGIN")
+	for f in "${files[@]}"; do
 		owner=$(dpkg-query -S "$f" 2>/dev/null | sed -n 's/: .*//p')
 		if [ "$owner" != f2b-route ]; then
 			echo "topology: TOPO_INSTALLED=1: $f is not a file of the installed package f2b-route (dpkg -S: '${owner:-none}')" >&2
@@ -388,6 +399,15 @@ logpath   = $TOPO_F2B_LOG
 banaction = route
 maxretry  = 1
 EOF
+	fi
+	if [ -n "${TOPO_PLUGIN:-}" ]; then
+		cp "$TOPO_SRC_PLUGIN" "$c/action.d/f2b-route.py"
+		TOPO_PLUGIN_ACTION="f2b-route.py[f2b_route=\"$TOPO_BIN\", config=\"$TOPO_TOML\", state_dir=\"$TOPO_STATE\"]"
+		{
+			printf '# The lab: the jails ban through the plugin (tests/lib/topology.sh, TOPO_PLUGIN).\n'
+			printf '[triton]\naction = %s\n' "$TOPO_PLUGIN_ACTION"
+			[ -z "${TOPO_RECIDIVE:-}" ] || printf '\n[recidive]\naction = %s\n' "$TOPO_PLUGIN_ACTION"
+		} >"$c/jail.d/zz-plugin.local"
 	fi
 	if [ -n "${TOPO_F2B_EXTRA:-}" ]; then
 		printf '%s\n' "$TOPO_F2B_EXTRA" >"$c/jail.d/zz-extra.local"
