@@ -157,11 +157,24 @@ class Action(ActionBase):
 
     def _prepare_jail(self):
         """What the shell action's actionstart does: `check --repair` (f2b-route
-        can work; mend what an interrupted run left), then `flush --jail`
-        (release the holds this jail left when fail2ban last ended without
-        stopping it). fail2ban's "Restore Ban" re-adds the bans still valid."""
+        can work; mend what an interrupted run left), then `reconcile` of this
+        jail against fail2ban's database: the bans fail2ban is about to
+        restore keep their routes (no unban window after a crash), the holds
+        of expired ones are released. Without a database (dbfile :memory:)
+        `--or-flush` releases the jail's holds instead, as `flush --jail`.
+        fail2ban's "Restore Ban" then re-adds each ban, idempotently."""
         self._run_cli(["check", "--repair"])
-        self._run_cli(["flush", "--jail", self._jail_name])
+        args = ["reconcile", "--jail", self._jail_name, "--db", self._dbfile(), "--or-flush"]
+        if self._blocktype:
+            args += ["--type", self._blocktype]
+        self._run_cli(args)
+
+    def _dbfile(self):
+        """fail2ban's database file, as the jail's server has it open; "None"
+        when it keeps none."""
+        db = getattr(self._jail, "database", None)
+        name = getattr(db, "filename", None) if db is not None else None
+        return name if name and name != ":memory:" else "None"
 
     def _run_cli(self, args):
         cmd = self._command() + args
