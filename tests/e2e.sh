@@ -141,61 +141,12 @@ topo_init
 echo "# namespaces $TOPO_TAG-$TOPO_ID-*, temp dir $TOPO_DIR"
 topo_net_up || fatal "network namespaces and links"
 
-# --- the unban window across a restart ------------------------------------
+# The unban window across a restart: topo_gap_* (tests/lib/topology.sh).
+gap_watch_start() { topo_gap_watch_start "$1" || fatal "RIB poller and ip monitor route"; }
+gap_watch_stop() { topo_gap_watch_stop "$1"; }
+gap_evidence() { topo_gap_evidence "$@"; }
+no_gap() { topo_no_gap "$@"; }
 
-# Watched at the firewall's RIB "blackhole" (polled every 50 ms: one line of
-# prefixes per poll) and in the log host's kernel (ip monitor route), both
-# stamped into $TOPO_EVENTS (tests/lib/topology.sh's topo_watch).
-cat >"$TOPO_DIR/rib-poll" <<'EOF'
-#!/bin/bash
-while :; do
-	bgpctl -s "$1" show rib table blackhole 2>/dev/null | awk '$1 ~ /^\*/ { print $3 }' | sort | tr '\n' ' '
-	echo
-	sleep 0.05
-done
-EOF
-gap_watch_start() { # tag
-	topo_watch "rib-$1" "" bash "$TOPO_DIR/rib-poll" "$TOPO_OBGPD_SOCK" || fatal "RIB poller"
-	topo_watch "kern-$1" "$TOPO_NS_LH" ip monitor route || fatal "ip monitor route"
-	sleep 1
-}
-gap_watch_stop() { # tag
-	sleep 1
-	daemon_stop "watch-rib-$1" 5
-	daemon_stop "watch-kern-$1" 5
-}
-# "polls polls-missing-a-ban seconds-missing" for the RIB polls of TAG:
-# a poll that lacks any of the prefixes counts until the next poll.
-gap_of() { # tag prefix...
-	local tag=$1
-	shift
-	awk -v tag="rib-$tag" -v want="$*" '
-		BEGIN { n = split(want, w, " ") }
-		$2 == tag {
-			miss = 0
-			split("", have)
-			for (i = 3; i <= NF; i++) have[$i] = 1
-			for (i = 1; i <= n; i++) if (!(w[i] in have)) miss = 1
-			if (polls && prev_miss) gap += $1 - prev_t
-			if (miss) missed++
-			prev_t = $1; prev_miss = miss; polls++
-		}
-		END { printf "%d %d %.3f\n", polls, missed, gap }' "$TOPO_EVENTS"
-}
-# The deletions of routes with f2b-route's marker the kernel reported.
-kernel_deletions() { awk -v tag="kern-$1" '$2 == tag && $3 == "Deleted" && / metric 666( |$)/' "$TOPO_EVENTS"; }
-gap_evidence() { # tag prefix...
-	local g
-	read -r -a g <<<"$(gap_of "$@")"
-	echo "firewall RIB, polled every 50 ms: ${g[0]} polls, ${g[1]} lacking a ban, gap ${g[2]} s"
-	echo "log host kernel, ip monitor route: $(kernel_deletions "$1" | wc -l) deletions of marked routes"
-	kernel_deletions "$1" | head -n 5
-}
-no_gap() { # tag prefix...
-	local g
-	read -r -a g <<<"$(gap_of "$@")"
-	[ "${g[0]}" -ge 20 ] && [ "${g[1]}" = 0 ] && [ -z "$(kernel_deletions "$1")" ]
-}
 SETUP_ERR=$TOPO_DIR/setup.err
 topo_configure 2>"$SETUP_ERR" || fatal "configuration (render, sshd, rsyslog, fail2ban -t, bgpd -n)" "$(cat "$SETUP_ERR")"
 

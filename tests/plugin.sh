@@ -339,6 +339,8 @@ assert 15 "restart: bans restored through the plugin, routes equal bans (kernel 
 	restore_evidence -- routes_equal_these_bans "$before"
 
 wait_for 15 f2b_log_settled
+mapfile -t before_prefixes < <(topo_rib)
+topo_gap_watch_start kill9 || fatal "RIB poller and ip monitor route"
 topo_stop_fail2ban kill9 || fatal "kill -9 fail2ban-server"
 killed() { kernel_is 203.0.113.40 203.0.113.41 2001:db8:a::42 203.0.113.43 && serve_jails_are ""; }
 assert 5 "fail2ban kill -9: the routes stay, the serve processes end (EOF on their stdin)" \
@@ -346,6 +348,9 @@ assert 5 "fail2ban kill -9: the routes stay, the serve processes end (EOF on the
 topo_start_fail2ban || fatal "fail2ban start after kill -9"
 assert 15 "start after kill -9: bans restored, routes equal bans, no orphan" \
 	restore_evidence -- routes_equal_these_bans "$before"
+topo_gap_watch_stop kill9
+check "no unban window: kill -9 and restart keep every ban in the firewall's RIB and every route in the kernel (the plugin's start reconciles)" \
+	topo_gap_evidence kill9 "${before_prefixes[@]}" -- topo_no_gap kill9 "${before_prefixes[@]}"
 topo_f2b unban 203.0.113.41 >/dev/null
 not_in_rib() { ! topo_rib | grep -qxF "$1"; }
 withdrawn() { routes_equal_bans && not_in_rib 203.0.113.41/32 && ! topo_kernel_routes | grep -qxF 203.0.113.41; }

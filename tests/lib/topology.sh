@@ -699,6 +699,64 @@ topo_rib_communities() {
 		/Communities:/ { sub(/^[[:space:]]*Communities:[[:space:]]*/, ""); print p, $0 }' | sort
 }
 
+# --- the unban window across a restart (TOPO_FIREWALL=openbgpd) -------------
+# Watched at the firewall's RIB "blackhole" (polled every 50 ms: one line of
+# prefixes per poll) and in the log host's kernel (ip monitor route), both
+# stamped into $TOPO_EVENTS under TAG, between topo_gap_watch_start TAG and
+# topo_gap_watch_stop TAG.
+
+topo_gap_watch_start() { # tag
+	cat >"$TOPO_DIR/rib-poll" <<'EOF'
+#!/bin/bash
+while :; do
+	bgpctl -s "$1" show rib table blackhole 2>/dev/null | awk '$1 ~ /^\*/ { print $3 }' | sort | tr '\n' ' '
+	echo
+	sleep 0.05
+done
+EOF
+	topo_watch "rib-$1" "" bash "$TOPO_DIR/rib-poll" "$TOPO_OBGPD_SOCK" || return 1
+	topo_watch "kern-$1" "$TOPO_NS_LH" ip monitor route || return 1
+	sleep 1
+}
+topo_gap_watch_stop() { # tag
+	sleep 1
+	daemon_stop "watch-rib-$1" 5
+	daemon_stop "watch-kern-$1" 5
+}
+# "polls polls-missing-a-ban seconds-missing" for the RIB polls of TAG:
+# a poll that lacks any of the prefixes counts until the next poll.
+topo_gap_of() { # tag prefix...
+	local tag=$1
+	shift
+	awk -v tag="rib-$tag" -v want="$*" '
+		BEGIN { n = split(want, w, " ") }
+		$2 == tag {
+			miss = 0
+			split("", have)
+			for (i = 3; i <= NF; i++) have[$i] = 1
+			for (i = 1; i <= n; i++) if (!(w[i] in have)) miss = 1
+			if (polls && prev_miss) gap += $1 - prev_t
+			if (miss) missed++
+			prev_t = $1; prev_miss = miss; polls++
+		}
+		END { printf "%d %d %.3f\n", polls, missed, gap }' "$TOPO_EVENTS"
+}
+# The deletions of routes with f2b-route's marker the kernel reported.
+topo_kernel_deletions() { awk -v tag="kern-$1" '$2 == tag && $3 == "Deleted" && / metric 666( |$)/' "$TOPO_EVENTS"; }
+topo_gap_evidence() { # tag prefix...
+	local g
+	read -r -a g <<<"$(topo_gap_of "$@")"
+	echo "firewall RIB, polled every 50 ms: ${g[0]} polls, ${g[1]} lacking a ban, gap ${g[2]} s"
+	echo "log host kernel, ip monitor route: $(topo_kernel_deletions "$1" | wc -l) deletions of marked routes"
+	topo_kernel_deletions "$1" | head -n 5
+}
+# No poll lacked a ban (at least 20 polls) and no marked route was deleted.
+topo_no_gap() { # tag prefix...
+	local g
+	read -r -a g <<<"$(topo_gap_of "$@")"
+	[ "${g[0]}" -ge 20 ] && [ "${g[1]}" = 0 ] && [ -z "$(topo_kernel_deletions "$1")" ]
+}
+
 # --- the Linux firewall's witnesses (TOPO_FIREWALL bird or frr) ------------
 
 topo_fw_nft() { ip netns exec "$TOPO_NS_FW" nft "$@"; }
