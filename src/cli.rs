@@ -115,9 +115,10 @@ pub struct ReconcileArgs {
     /// Type of the routes added [default: the config's `type`, blackhole]
     #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub kind: Option<RouteKind>,
-    /// With --jail and --db: where fail2ban keeps no database (dbfile
-    /// :memory: or None, or no such file), release the jail's holds as
-    /// `flush --jail` does instead of failing, and say so (actionstart)
+    /// With --jail and --db: where the database cannot be read (fail2ban
+    /// keeps none, no such file, the jail not running there, another schema,
+    /// a damaged file), release the jail's holds as `flush --jail` does
+    /// instead of failing, and say so (actionstart)
     #[arg(long, requires_all = ["jail", "db"])]
     pub or_flush: bool,
 }

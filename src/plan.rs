@@ -12,9 +12,10 @@ pub enum Scope<'a> {
     /// One jail: only its holds change, and only routes that then nobody
     /// holds go.
     Jail(&'a str),
-    /// Every jail fail2ban has, and every jail the ledger holds something
-    /// for (except the manual holds of `f2b-route add` without `--jail`):
-    /// routes of ours that nobody holds or wants go too.
+    /// Every jail the ledger knows (one that holds or held something;
+    /// never the manual holds of `f2b-route add` without `--jail`), with
+    /// fail2ban's bans there: routes of ours that nobody holds or wants go
+    /// too. Jails of fail2ban's that never used f2b-route are left alone.
     All,
 }
 
@@ -65,8 +66,9 @@ impl Plan {
 
 /// The plan that makes the holds of the jails in `scope` equal to `wanted`
 /// (fail2ban's bans), given the ledger's `held` and the addresses `routed`
-/// with a route of ours. `keep(jail)` says which of the ledger's jails a
-/// full reconcile may touch (the manual holds are nobody's in fail2ban).
+/// with a route of ours. `in_scope(jail)` says which jails a full
+/// reconcile is about: those of f2b-route's (the ledger knows them), never
+/// the manual holds, which are nobody's in fail2ban.
 pub fn plan(
     scope: Scope<'_>,
     wanted: &BTreeMap<String, BTreeSet<IpAddr>>,

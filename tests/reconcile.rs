@@ -47,6 +47,13 @@ fn database(ns: &Netns, version: i64, bans: &[(&str, &str, i64, i64)]) -> PathBu
     path
 }
 
+/// Makes JAIL one the ledger knows (it held something once), as every
+/// jail using f2b-route is: a full reconcile is about those only.
+fn used_once(ns: &Netns, jail: &str) {
+    ns.f2b(&["add", "--jail", jail, "203.0.113.250"]).ok();
+    ns.f2b(&["del", "--jail", jail, "203.0.113.250"]).ok();
+}
+
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -118,6 +125,9 @@ fn from_the_database_everything_made_equal_and_foreign_routes_untouched() {
         .ok();
     ns.f2b(&["add", "--jail", "gone", "198.51.100.5"]).ok();
     ns.f2b(&["add", "198.51.100.8"]).ok();
+    // recidive used f2b-route once (the ledger knows it, holding nothing
+    // now); "mailonly" is a jail of fail2ban's that never did.
+    used_once(&ns, "recidive");
     ns.ipl("route del blackhole 198.51.100.1 proto 252 metric 666");
     ns.ipl("route add blackhole 198.51.100.6 proto 252 metric 666");
     // Foreign routes with the prefixes of a ban and of a released hold.
@@ -138,6 +148,7 @@ fn from_the_database_everything_made_equal_and_foreign_routes_untouched() {
             ("sshd", "198.51.100.3", 700, 600), // expired
             ("recidive", "2001:db8::4", 86_400, -1),
             ("recidive", "198.51.100.9", 60, -2), // unknown length: active
+            ("mailonly", "198.51.100.10", 60, 600), // not f2b-route's jail
         ],
     );
     let r = ns.f2b(&["reconcile", "--db", path_str(&db)]).ok();
@@ -232,6 +243,7 @@ fn dry_run_changes_nothing_byte_for_byte() {
         .ok();
     ns.ipl("route del blackhole 198.51.100.1 proto 252 metric 666");
     ns.ipl("route add blackhole 198.51.100.6 proto 252 metric 666");
+    used_once(&ns, "web");
     let db = database(
         &ns,
         4,
@@ -273,6 +285,7 @@ fn dry_run_changes_nothing_byte_for_byte() {
 fn a_guarded_address_is_reported_never_added() {
     let ns = Netns::new();
     ns.write_config("protect = [\"198.51.100.0/28\"]\n");
+    used_once(&ns, "sshd");
     let db = database(
         &ns,
         4,
@@ -323,6 +336,66 @@ fn schemas_other_than_4_are_refused_and_change_nothing() {
         .code(Exit::Schema as i32);
     ns.assert_unchanged(&before, &r);
     assert_eq!(holds(&ns)["198.51.100.1"], ["sshd"]);
+}
+
+#[test]
+fn only_the_jails_fail2ban_runs_count_in_its_database() {
+    let ns = Netns::new();
+    ns.f2b(&["add", "--jail", "sshd", "198.51.100.1"]).ok();
+    ns.f2b(&["add", "--jail", "web", "198.51.100.2"]).ok();
+    let db = database(
+        &ns,
+        4,
+        &[
+            ("sshd", "198.51.100.1", 60, 600),
+            ("web", "198.51.100.2", 60, 600),
+        ],
+    );
+    // fail2ban stopped web (or a graceful stop stopped all): its bans were
+    // withdrawn then, its rows stay.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE jails SET enabled = 0 WHERE name = 'web'", [])
+        .unwrap();
+    let r = ns.f2b(&["reconcile", "--db", path_str(&db)]).ok();
+    let mut lines: Vec<&str> = r.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["release 198.51.100.2 web", "remove 198.51.100.2"],
+        "{r}"
+    );
+    // A jail the database does not run (a stale or wrong dbfile): exit 7,
+    // nothing changed; with --or-flush, actionstart's flush.
+    ns.f2b(&["add", "--jail", "web", "198.51.100.2"]).ok();
+    let before = ns.routes();
+    for jail in ["web", "mail"] {
+        let r = ns
+            .f2b(&["reconcile", "--jail", jail, "--db", path_str(&db)])
+            .code(Exit::Fail2ban as i32);
+        assert!(
+            r.stderr
+                .contains(&format!("jail {jail} is not running there")),
+            "{r}"
+        );
+        ns.assert_unchanged(&before, &r);
+    }
+    let r = ns
+        .f2b(&[
+            "reconcile",
+            "--jail",
+            "web",
+            "--db",
+            path_str(&db),
+            "--or-flush",
+        ])
+        .ok();
+    assert!(r.stderr.contains("releasing the holds of web"), "{r}");
+    assert_eq!(
+        ns.owned_prefixes(),
+        ["198.51.100.1/32".to_string()].into_iter().collect(),
+        "{r}"
+    );
 }
 
 #[test]

@@ -47,7 +47,10 @@ pub async fn run(ctx: &mut Ctx, args: &ReconcileArgs) -> Result<()> {
     };
     let out = match bans.reconcile(scope, kind, args.dry_run, read).await {
         Ok(out) => out,
-        Err(service::Error::Fail2ban(e @ fail2ban::Error::NoDatabase { .. })) if args.or_flush => {
+        // actionstart's fallback: whatever keeps fail2ban's database from
+        // being read (none kept, a stale path, a schema of another version,
+        // a damaged file), the jail's holds are released as before.
+        Err(service::Error::Fail2ban(e)) if args.or_flush => {
             let jail = jail.unwrap_or_default();
             if args.dry_run {
                 ctx.out.warning(&format!(

@@ -8,6 +8,13 @@
 //! fail2ban then applies the jail's current bantime, which the database
 //! does not hold: such a ban counts as active).
 //!
+//! Only the bans of the jails fail2ban runs count: its `jails` table says
+//! `enabled = 1` from the moment fail2ban adds a jail (before the jail's
+//! actionstart) until it deletes it (`enabled = 0`: the jail was stopped
+//! or removed, at a graceful stop all of them, whose bans were withdrawn).
+//! A `kill -9` leaves them enabled: what fail2ban will restore. So a stale
+//! or wrong database, or one fail2ban stopped cleanly, asks for no ban.
+//!
 //! The file is opened like every file f2b-route trusts (src/trusted.rs: no
 //! link followed, root's, writable by nobody else, nor any directory above
 //! it), and sqlite reads that very file through `/proc/self/fd`, read-only.
@@ -79,10 +86,35 @@ pub fn read(path: &Path, jail: Option<&str>, now: u64) -> Result<Active, Error> 
     check_schema(&db, path)?;
     let mut active = Active::new(Origin::Database(path.to_path_buf()));
     let now = i64::try_from(now).unwrap_or(i64::MAX);
-    let mut sql =
-        String::from("SELECT jail, ip FROM bips WHERE (timeofban + bantime > ?1 OR bantime <= -1)");
+    if let Some(j) = jail {
+        let enabled: Option<i64> = db
+            .query_row("SELECT enabled FROM jails WHERE name = ?1", [j], |r| {
+                r.get(0)
+            })
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(fail("cannot read its jails"))?;
+        if enabled != Some(1) {
+            return Err(Error::JailNotRunning {
+                path: path.to_path_buf(),
+                jail: j.to_owned(),
+                why: if enabled.is_none() {
+                    "fail2ban never ran it with this database (is dbfile right?)"
+                } else {
+                    "fail2ban stopped or removed it (its bans were withdrawn then)"
+                },
+            });
+        }
+    }
+    let mut sql = String::from(
+        "SELECT bips.jail, bips.ip FROM bips JOIN jails ON jails.name = bips.jail \
+         WHERE jails.enabled = 1 AND (timeofban + bantime > ?1 OR bantime <= -1)",
+    );
     if jail.is_some() {
-        sql.push_str(" AND jail = ?2");
+        sql.push_str(" AND bips.jail = ?2");
     }
     let mut stmt = db.prepare(&sql).map_err(fail("cannot read its bans"))?;
     let mut rows = match jail {
@@ -212,8 +244,11 @@ mod tests {
                 assert_eq!(a.not_addresses.len(), 1);
                 let one = read(&path, Some("recidive"), 1500).unwrap();
                 assert_eq!(one.jails.keys().collect::<Vec<_>>(), ["recidive"]);
-                let none = read(&path, Some("nosuch"), 1500).unwrap();
-                assert!(none.jails["nosuch"].is_empty());
+                // A jail fail2ban does not run with this database.
+                assert!(matches!(
+                    read(&path, Some("nosuch"), 1500),
+                    Err(Error::JailNotRunning { .. })
+                ));
             }
             Err(Error::Untrusted { .. }) => assert!(!nix::unistd::Uid::effective().is_root()),
             Err(e) => panic!("{e}"),

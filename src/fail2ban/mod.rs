@@ -108,6 +108,13 @@ pub enum Error {
     /// no such file): nothing to read.
     #[error("fail2ban's database {path}: {why}: there is nothing to read")]
     NoDatabase { path: String, why: &'static str },
+    /// The jail asked for is not one fail2ban runs with this database.
+    #[error("fail2ban's database {path}: jail {jail} is not running there: {why}")]
+    JailNotRunning {
+        path: PathBuf,
+        jail: String,
+        why: &'static str,
+    },
     #[error("fail2ban's database {path}: schema version {version}: {why}")]
     Schema {
         path: PathBuf,

@@ -165,6 +165,12 @@ impl Holds {
         self.by_addr.keys().copied()
     }
 
+    /// Every jail the ledger knows: each one that holds or held something
+    /// (its directory stays after its last release).
+    pub fn jail_names(&self) -> impl Iterator<Item = &str> {
+        self.jails.iter().map(String::as_str)
+    }
+
     /// How many addresses each jail holds, by jail name.
     pub fn per_jail(&self) -> Vec<(&str, usize)> {
         let mut counts = vec![0usize; self.jails.len()];

@@ -119,6 +119,14 @@ impl<K: Routes> Bans<'_, K> {
         out.jails = active.jails.len();
         out.bans = active.count();
 
+        // The jails of f2b-route's: those the ledger knows. A jail of
+        // fail2ban's whose action is not f2b-route never held anything here
+        // and is none of a full reconcile's business.
+        let known: HashSet<String> = holds
+            .jail_names()
+            .filter(|j| *j != MANUAL && valid_jail(j))
+            .map(str::to_owned)
+            .collect();
         let mut held: HashMap<String, HashSet<IpAddr>> = HashMap::new();
         for ip in holds.addresses() {
             if let Some(h) = holds.get(&ip) {
@@ -133,10 +141,8 @@ impl<K: Routes> Bans<'_, K> {
         drop(holds);
         let routed: HashSet<IpAddr> = owned.iter().map(|r| r.addr).collect();
         drop(owned);
-        let mut plan = plan::plan(scope, &active.jails, &held, &routed, |j| {
-            j != MANUAL && valid_jail(j)
-        });
-        drop((held, routed, active));
+        let mut plan = plan::plan(scope, &active.jails, &held, &routed, |j| known.contains(j));
+        drop((held, routed, active, known));
         if plan.is_empty() {
             return Ok(out);
         }
