@@ -74,7 +74,10 @@ class Action(ActionBase):
         try:
             self._timeout = float(timeout)
         except (TypeError, ValueError):
-            raise ValueError("f2b-route.py: timeout must be a number of seconds, not %r" % (timeout,))
+            self._timeout = None
+        # Not NaN, not infinite, not 0 or less (every request would fail).
+        if self._timeout is None or not 0 < self._timeout < float("inf"):
+            raise ValueError("f2b-route.py: timeout must be a number of seconds above 0, not %r" % (timeout,))
 
     @property
     def _jail_name(self):
@@ -145,13 +148,15 @@ class Action(ActionBase):
 
     def reload(self, f2b_route="f2b-route", config=None, state_dir=None, blocktype=None,
                timeout="60", **kwargs):
+        # serve reads f2b-route's config once: a new one, so that a reload
+        # after a change of `protect` or `peers` applies it, as the shell
+        # action's next command would. The bans and routes stay.
         with self._lock:
-            before = (self._binary, self._config, self._state_dir, self._blocktype)
             self._configure(f2b_route, config, state_dir, blocktype, timeout)
-            if (self._binary, self._config, self._state_dir, self._blocktype) != before:
-                self._logSys.info("[%s] f2b-route: options changed, starting serve again", self._jail_name)
-                self._close()
-                self._spawn()
+            self._close()
+            self._spawn()
+            self._logSys.info("[%s] f2b-route: reloaded, serve started again (PID %d)",
+                              self._jail_name, self._proc.pid)
 
     # --- the jail's start --------------------------------------------------
 
@@ -272,7 +277,13 @@ class Action(ActionBase):
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
+                # Gone for good before anything else is asked: a late answer
+                # must never be read as the next request's.
                 proc.kill()
+                proc.wait()
+                if self._proc is proc:
+                    self._proc = None
+                self._buf = b""
                 raise F2bRouteError("f2b-route serve (PID %d) gave no answer in %g s: killed"
                                     % (proc.pid, self._timeout))
             if not poller.poll(left * 1000):

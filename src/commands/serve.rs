@@ -87,6 +87,13 @@ pub async fn run(ctx: &mut Ctx, args: &ServeArgs) -> Result<()> {
             Err(Error::Usage(format!(
                 "request longer than {LINE_MAX} bytes; nothing changed"
             )))
+        } else if !line.ends_with(b"\n") {
+            // The end of stdin in the middle of a line: the request may be
+            // cut short (`add 198.51.100.12` of `add 198.51.100.123`).
+            Err(Error::Usage(
+                "request without its line end (stdin ended): not carried out; nothing changed"
+                    .into(),
+            ))
         } else {
             parse(&String::from_utf8_lossy(&line))
         };
