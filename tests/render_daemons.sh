@@ -122,8 +122,8 @@ cp "$REPO"/action.d/route.local "$REPO"/action.d/f2b-route.conf "$CONF/action.d/
 # The stand-in for f2b-route: records its arguments (calls gets them joined
 # by spaces, argv their count and each one in brackets) and succeeds, but
 # refuses 198.51.100.66 and .67 (exit 3, as f2b-route refuses a protected
-# address), and `check` fails while check-fails exists, until a
-# `check --repair` removes it.
+# address), `check` fails while check-fails exists, until a
+# `check --repair` removes it, and `reconcile` says much.
 cat >"$F2B/f2b-route" <<EOF
 #!/bin/sh
 echo "\$*" >>"$F2B/calls"
@@ -132,6 +132,10 @@ case " \$* " in
 *" 198.51.100.66 "* | *" 198.51.100.67 "*) exit 3 ;;
 " check ") [ ! -e "$F2B/check-fails" ] || exit 4 ;;
 " check --repair ") rm -f "$F2B/check-fails" ;;
+# reconcile prints a line per change: 10,000 at a restart with that many
+# bans, more than a pipe holds (fail2ban reads its commands' output only
+# once they end).
+" reconcile "*) seq 10000 | sed 's/^/hold 198.18.0.0 triton /' ;;
 esac
 exit 0
 EOF
@@ -178,7 +182,7 @@ expect_cmd triton route actionban 'f2b-route add --jail triton --type blackhole 
 expect_cmd triton route actionunban 'f2b-route del --jail triton -- "<ip>"'
 expect_cmd triton route actionflush 'f2b-route flush --jail triton'
 expect_cmd triton route actionstop 'f2b-route flush --jail triton'
-expect_cmd triton route actionstart 'f2b-route check --repair && f2b-route reconcile --jail triton --type blackhole --db "/var/lib/fail2ban/fail2ban.sqlite3" --or-flush'
+expect_cmd triton route actionstart 'f2b-route check --repair && f2b-route reconcile --jail triton --type blackhole --db "/var/lib/fail2ban/fail2ban.sqlite3" --or-flush >/dev/null'
 expect_cmd triton route actioncheck 'f2b-route check'
 expect_cmd triton route actionrepair 'f2b-route check --repair'
 expect_cmd named f2b-route actionban "$F2B/f2b-route --state-dir $F2B/state add --jail named --type unreachable -- \"<ip>\""
