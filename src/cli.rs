@@ -93,8 +93,8 @@ pub struct MirrorArgs {
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
     /// Only this jail's holds change (fail2ban's actionstart) [default:
-    /// every jail fail2ban has or the ledger holds for, and routes of ours
-    /// that nobody holds go]
+    /// f2b-route's jails, those the ledger knows, and routes of ours that
+    /// nobody holds go]
     #[arg(long, value_name = "NAME", value_parser = parse_jail)]
     pub jail: Option<String>,
     /// Print what would change, and change nothing
@@ -121,6 +121,11 @@ pub struct ReconcileArgs {
     /// instead of failing, and say so (actionstart)
     #[arg(long, requires_all = ["jail", "db"])]
     pub or_flush: bool,
+    /// Take the jail's active bans from stdin, one address a line, instead
+    /// of asking fail2ban (the plugin's start passes what fail2ban's
+    /// restore will restore)
+    #[arg(long, requires = "jail", conflicts_with_all = ["socket", "db", "or_flush"])]
+    pub stdin: bool,
 }
 
 #[derive(Debug, Args)]

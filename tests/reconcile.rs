@@ -399,6 +399,57 @@ fn only_the_jails_fail2ban_runs_count_in_its_database() {
 }
 
 #[test]
+fn the_bans_to_restore_can_be_given_on_stdin() {
+    // The plugin's start: fail2ban's restore list, as fail2ban reads it.
+    let ns = Netns::new();
+    ns.f2b(&["add", "--jail", "sshd", "198.51.100.1", "198.51.100.2"])
+        .ok();
+    ns.f2b(&["add", "--jail", "web", "198.51.100.1"]).ok();
+    let r = ns
+        .f2b_stdin(
+            &["reconcile", "--jail", "sshd", "--stdin"],
+            Some("198.51.100.2\n2001:db8::3\n\nnot-an-ip\n"),
+        )
+        .ok();
+    let mut lines: Vec<&str> = r.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "hold 2001:db8::3 sshd",
+            "release 198.51.100.1 sshd",
+            "route 2001:db8::3"
+        ],
+        "{r}"
+    );
+    assert_eq!(holds(&ns)["198.51.100.1"], ["web"], "{r}");
+    assert_eq!(
+        ns.owned_prefixes(),
+        ["198.51.100.1/32", "198.51.100.2/32", "2001:db8::3/128"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        "{r}"
+    );
+    // Only for one jail, and from no other source too.
+    let before = ns.routes();
+    for args in [
+        &["reconcile", "--stdin"][..],
+        &[
+            "reconcile",
+            "--jail",
+            "sshd",
+            "--stdin",
+            "--db",
+            "/nonexistent",
+        ][..],
+    ] {
+        let r = ns.f2b_stdin(args, Some("198.51.100.9\n")).code(EXIT_USAGE);
+        ns.assert_unchanged(&before, &r);
+    }
+}
+
+#[test]
 fn no_database_says_so_and_or_flush_falls_back_to_a_flush() {
     let ns = Netns::new();
     ns.f2b(&["add", "--jail", "sshd", "198.51.100.1"]).ok();

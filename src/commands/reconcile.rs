@@ -36,9 +36,13 @@ pub async fn run(ctx: &mut Ctx, args: &ReconcileArgs) -> Result<()> {
     let scope = jail.map_or(Scope::All, Scope::Jail);
     let kind = args.kind.unwrap_or(ctx.config.route_type);
     let (socket, db, jail_owned) = (args.socket.clone(), args.db.clone(), args.jail.clone());
+    let given = args.stdin;
     let read = move || -> std::result::Result<Active, fail2ban::Error> {
         let now = ledger::now();
         let jail = jail_owned.as_deref();
+        if let (true, Some(j)) = (given, jail) {
+            return fail2ban::read_given(j, io::stdin().lock());
+        }
         match (socket, db) {
             (Some(path), _) => socket::read(&path, jail),
             (None, Some(path)) => db::read(&path, jail, now),

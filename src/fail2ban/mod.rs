@@ -23,6 +23,8 @@ pub const DEFAULT_DB: &str = "/var/lib/fail2ban/fail2ban.sqlite3";
 pub enum Origin {
     Socket(PathBuf),
     Database(PathBuf),
+    /// `reconcile --stdin`: fail2ban's plugin passed the jail's bans.
+    Stdin,
 }
 
 impl fmt::Display for Origin {
@@ -30,6 +32,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::Socket(p) => write!(f, "fail2ban's socket {}", p.display()),
             Origin::Database(p) => write!(f, "fail2ban's database {}", p.display()),
+            Origin::Stdin => f.write_str("the bans given on stdin"),
         }
     }
 }
@@ -79,6 +82,41 @@ impl Active {
     }
 }
 
+/// The most `read_given` reads: a million addresses and more.
+const GIVEN_MAX: u64 = 64 << 20;
+
+/// `jail`'s bans as fail2ban's plugin hands them over: one a line on
+/// `input` (what fail2ban's restore will restore, as it reads them).
+pub fn read_given(jail: &str, input: impl std::io::Read) -> Result<Active, Error> {
+    use std::io::BufRead;
+    let mut active = Active::new(Origin::Stdin);
+    active.jails.entry(jail.to_owned()).or_default();
+    let mut input = std::io::BufReader::new(input.take(GIVEN_MAX + 1));
+    let mut line = String::new();
+    let mut read = 0u64;
+    loop {
+        line.clear();
+        let n = input
+            .read_line(&mut line)
+            .map_err(|e| Error::Given(format!("cannot read them: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        if read > GIVEN_MAX {
+            return Err(Error::Given(format!(
+                "more than {} MiB: not a list of bans",
+                GIVEN_MAX >> 20
+            )));
+        }
+        let id = line.trim();
+        if !id.is_empty() {
+            active.ban(jail, id);
+        }
+    }
+    Ok(active)
+}
+
 /// fail2ban's bans from its default socket, or, when nobody listens
 /// there (fail2ban is not running), from its default database.
 pub fn read_default(jail: Option<&str>, now: u64) -> Result<Active, Error> {
@@ -108,6 +146,8 @@ pub enum Error {
     /// no such file): nothing to read.
     #[error("fail2ban's database {path}: {why}: there is nothing to read")]
     NoDatabase { path: String, why: &'static str },
+    #[error("the bans given on stdin: {0}")]
+    Given(String),
     /// The jail asked for is not one fail2ban runs with this database.
     #[error("fail2ban's database {path}: jail {jail} is not running there: {why}")]
     JailNotRunning {
