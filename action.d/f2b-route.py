@@ -161,18 +161,59 @@ class Action(ActionBase):
     # --- the jail's start --------------------------------------------------
 
     def _prepare_jail(self):
-        """What the shell action's actionstart does: `check --repair` (f2b-route
-        can work; mend what an interrupted run left), then `reconcile` of this
-        jail against fail2ban's database: the bans fail2ban is about to
-        restore keep their routes (no unban window after a crash), the holds
-        of expired ones are released. Without a database (dbfile :memory:)
-        `--or-flush` releases the jail's holds instead, as `flush --jail`.
-        fail2ban's "Restore Ban" then re-adds each ban, idempotently."""
+        """`check --repair` (f2b-route can work; mend what an interrupted run
+        left), then `reconcile` of this jail against what fail2ban is about
+        to restore: those bans keep their routes (no unban window after a
+        crash), the other holds are released. The plugin runs inside
+        fail2ban, so it reads the bans as fail2ban's restore does (its
+        database, the jail's current bantime, ignoreip) and hands them over
+        (`--stdin`); where that fails (another fail2ban version), it lets
+        f2b-route read the database as the shell action does (`--db`; without
+        one, `--or-flush` releases the jail's holds). fail2ban's "Restore Ban"
+        then re-adds each ban, idempotently."""
         self._run_cli(["check", "--repair"])
-        args = ["reconcile", "--jail", self._jail_name, "--db", self._dbfile(), "--or-flush"]
+        args = ["reconcile", "--jail", self._jail_name]
         if self._blocktype:
             args += ["--type", self._blocktype]
-        self._run_cli(args)
+        try:
+            bans = self._bans_to_restore()
+        except Exception as e:
+            self._logSys.warning("[%s] f2b-route: cannot read the bans to restore as fail2ban does (%s):"
+                                 " f2b-route reads fail2ban's database itself", self._jail_name, e)
+            bans = None
+        if bans is None:
+            self._run_cli(args + ["--db", self._dbfile(), "--or-flush"])
+        else:
+            self._run_cli(args + ["--stdin"], stdin="".join(b + "\n" for b in bans))
+
+    def _bans_to_restore(self):
+        """The addresses fail2ban's restore (Jail.restoreCurrentBans) will ban
+        again: the database's current bans of this jail, for the jail's
+        bantime (unless bantime.increment), not ignored, not over. None when
+        fail2ban keeps no database (the restore restores nothing then)."""
+        jail = self._jail
+        db = jail.database
+        if db is None:
+            return None
+        if jail.getBanTimeExtra("increment"):
+            forbantime, correct = None, jail.getMaxBanTime()
+        else:
+            forbantime, correct = jail.actions.getBanTime(), True
+        now = time.time()
+        bans = []
+        for ticket in db.getCurrentBans(jail=jail, forbantime=forbantime, correctBanTime=correct):
+            ip = str(ticket.getID())
+            if jail.filter.inIgnoreIPList(ticket.getID(), log_ignore=False):
+                continue
+            left = ticket.getBanTime(forbantime)
+            since = now - ticket.getTime()
+            if left != -1 and since > 0:
+                left -= since
+            if left != -1 and left <= 0:
+                continue
+            if ip and not any(c.isspace() for c in ip):
+                bans.append(ip)
+        return bans
 
     def _dbfile(self):
         """fail2ban's database file, as the jail's server has it open; "None"
@@ -181,11 +222,15 @@ class Action(ActionBase):
         name = getattr(db, "filename", None) if db is not None else None
         return name if name and name != ":memory:" else "None"
 
-    def _run_cli(self, args):
+    def _run_cli(self, args, stdin=None):
         cmd = self._command() + args
         try:
-            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, timeout=self._timeout)
+            if stdin is None:
+                done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, timeout=self._timeout)
+            else:
+                done = subprocess.run(cmd, input=stdin.encode(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, timeout=self._timeout)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise F2bRouteError("f2b-route %s: %s" % (" ".join(args), e))
         text = done.stderr.decode("utf-8", "replace").strip()

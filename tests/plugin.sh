@@ -385,6 +385,21 @@ withdrawn() { routes_equal_bans && not_in_rib 203.0.113.41/32 && ! topo_kernel_r
 assert 10 "after kill -9 and restart, unban still withdraws" \
 	log_kernel_rib_evidence "Unban 203.0.113.41" 2 -- withdrawn
 
+# An address the operator then puts into ignoreip, fail2ban restarted after
+# a crash: fail2ban's restore skips it, and so does the plugin's start (it
+# reads the bans to restore as fail2ban does), so its route goes.
+wait_for 15 f2b_log_settled
+topo_stop_fail2ban kill9 || fatal "kill -9 fail2ban-server"
+printf '[DEFAULT]\nignoreip = 127.0.0.1/8 ::1 203.0.113.40\n' >"$TOPO_F2B_CONF/jail.d/zz-ignore.local"
+topo_start_fail2ban || fatal "fail2ban start with 203.0.113.40 ignored"
+ignored_and_gone() {
+	! topo_banned | grep -qxF 203.0.113.40 && ! topo_kernel_routes | grep -qxF 203.0.113.40 &&
+		! topo_rib | grep -qxF 203.0.113.40/32 && routes_equal_bans
+}
+assert 15 "ignoreip since the crash: fail2ban does not restore 203.0.113.40, and its route is gone (kernel and firewall), the other bans stay" \
+	bans_kernel_rib_evidence -- ignored_and_gone
+rm -f "$TOPO_F2B_CONF/jail.d/zz-ignore.local"
+
 # --- fail2ban's log ------------------------------------------------------------
 
 wait_for 15 f2b_log_settled
