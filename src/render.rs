@@ -123,14 +123,10 @@ pub enum RenderError {
     MissingPeersFrr,
     #[error("render openbgpd needs --peer IP (the log host's address; the config's `peers` are the firewalls)")]
     MissingPeersOpenbgpd,
-    #[error("render bird needs --peer-as N (the log host's AS number)")]
-    MissingPeerAsBird,
-    #[error("render bird needs --peer IP (the log host's address; the config's `peers` are the firewalls)")]
-    MissingPeersBird,
-    #[error("render frr-firewall needs --peer-as N (the log host's AS number)")]
-    MissingPeerAsFrrFirewall,
-    #[error("render frr-firewall needs --peer IP (the log host's address; the config's `peers` are the firewalls)")]
-    MissingPeersFrrFirewall,
+    #[error("render {0} needs --peer-as N (the log host's AS number)")]
+    MissingLogHostAs(Target),
+    #[error("render {0} needs --peer IP (the log host's address; the config's `peers` are the firewalls)")]
+    MissingLogHosts(Target),
     #[error("render frr-firewall needs --discard IPv4: an address of the firewall's own that nothing uses, the next hop its blackholes resolve through")]
     MissingDiscardV4,
     #[error("render frr-firewall takes one --discard per address family, got {0} and {1}")]
@@ -308,23 +304,54 @@ fn render_openbgpd(config: &Config, opts: &RenderOptions) -> Result<String, Rend
     Ok(header('#', Target::Openbgpd) + &text)
 }
 
-fn render_bird(config: &Config, opts: &RenderOptions) -> Result<String, RenderError> {
+/// What a Linux firewall's BGP daemon config is made of.
+struct FirewallSide {
+    local_as: u32,
+    /// The log hosts' AS.
+    peer_as: u32,
+    /// `--peer`: the log hosts.
+    log_hosts: Vec<IpAddr>,
+    /// Never accepted: `protect`, the config's peers (the firewalls) and
+    /// the log hosts.
+    never: Vec<IpNet>,
+}
+
+fn firewall_side(
+    target: Target,
+    config: &Config,
+    opts: &RenderOptions,
+) -> Result<FirewallSide, RenderError> {
     let local_as = opts.local_as.ok_or(RenderError::MissingLocalAs {
-        target: Target::Bird,
+        target,
         what: "the firewall's AS number",
     })?;
     nonzero(local_as, "--local-as")?;
     let peer_as = nonzero(
-        opts.peer_as.ok_or(RenderError::MissingPeerAsBird)?,
+        opts.peer_as.ok_or(RenderError::MissingLogHostAs(target))?,
         "--peer-as",
     )?;
     let log_hosts = canonical_unique(&opts.peers);
     if log_hosts.is_empty() {
-        return Err(RenderError::MissingPeersBird);
+        return Err(RenderError::MissingLogHosts(target));
     }
     let mut keep = config.peers.clone();
     keep.extend(&log_hosts);
     let never = never_dropped(config, &keep);
+    Ok(FirewallSide {
+        local_as,
+        peer_as,
+        log_hosts,
+        never,
+    })
+}
+
+fn render_bird(config: &Config, opts: &RenderOptions) -> Result<String, RenderError> {
+    let FirewallSide {
+        local_as,
+        peer_as,
+        log_hosts,
+        never,
+    } = firewall_side(Target::Bird, config, opts)?;
     let deny = |v6: bool| -> Vec<String> {
         never
             .iter()
@@ -363,22 +390,12 @@ fn render_bird(config: &Config, opts: &RenderOptions) -> Result<String, RenderEr
 }
 
 fn render_frr_firewall(config: &Config, opts: &RenderOptions) -> Result<String, RenderError> {
-    let local_as = opts.local_as.ok_or(RenderError::MissingLocalAs {
-        target: Target::FrrFirewall,
-        what: "the firewall's AS number",
-    })?;
-    nonzero(local_as, "--local-as")?;
-    let peer_as = nonzero(
-        opts.peer_as.ok_or(RenderError::MissingPeerAsFrrFirewall)?,
-        "--peer-as",
-    )?;
-    let log_hosts = canonical_unique(&opts.peers);
-    if log_hosts.is_empty() {
-        return Err(RenderError::MissingPeersFrrFirewall);
-    }
-    let mut keep = config.peers.clone();
-    keep.extend(&log_hosts);
-    let never = never_dropped(config, &keep);
+    let FirewallSide {
+        local_as,
+        peer_as,
+        log_hosts,
+        never,
+    } = firewall_side(Target::FrrFirewall, config, opts)?;
     let (discard4, discard6) = discard_next_hops(&opts.discard, &never)?;
     let deny = |v6: bool| -> Vec<String> {
         never
@@ -784,7 +801,10 @@ mod tests {
             peer_as: None,
             ..firewall_opts()
         };
-        assert_eq!(r(&no_peer_as), Err(RenderError::MissingPeerAsFrrFirewall));
+        assert_eq!(
+            r(&no_peer_as),
+            Err(RenderError::MissingLogHostAs(Target::FrrFirewall))
+        );
         let frr = RenderOptions {
             discard: vec!["198.18.0.1".parse().unwrap()],
             ..frr_opts()

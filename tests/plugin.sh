@@ -38,23 +38,10 @@ TOPO_BIN=$(f2b_route_bin)
 
 START=$SECONDS
 
-on_exit() {
-	local rc=$?
-	topo_down
-	[ "$rc" = 0 ] && [ "$FAILED" = 0 ] || exit 1
-}
-trap on_exit EXIT
-trap 'echo "interrupted"; exit 130' INT TERM
-
-fatal() {
-	record FAIL "$1" "${2:-}"
-	for log in "${TOPO_DIR:-/nonexistent}"/*/*.out "${TOPO_DIR:-/nonexistent}"/*/*.log \
-		"${TOPO_DIR:-/nonexistent}"/loghost/*/*.log; do
-		[ -s "$log" ] && { echo "--- $log"; tail -n 15 "$log"; }
-	done
-	summary
-	exit 1
-}
+lab_test_frame
+# record, assert TIMEOUT DESCRIPTION EVIDENCE... -- CONDITION..., check,
+# summary and lab_fatal: tests/lib/assert.sh.
+fatal() { lab_fatal "$@"; }
 
 # --- witnesses and conditions --------------------------------------------
 

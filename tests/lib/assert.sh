@@ -42,3 +42,30 @@ assert() {
 	record "$verdict" "$desc" "$("${evidence[@]}" 2>&1)"
 }
 check() { assert 0 "$@"; }
+
+# The frame of the end-to-end tests on the lab (tests/e2e.sh,
+# tests/plugin.sh; they source tests/lib/topology.sh too): on exit the lab
+# goes down (daemons by PID, namespaces removed) and the script fails if a
+# check did; an interrupt ends it.
+lab_test_frame() {
+	trap _lab_test_exit EXIT
+	trap 'echo "interrupted"; exit 130' INT TERM
+}
+_lab_test_exit() {
+	local rc=$?
+	topo_down
+	[ "$rc" = 0 ] && [ "$FAILED" = 0 ] || exit 1
+}
+# A set-up step that had to work, or nothing after it means anything:
+# recorded as a failure with the last lines of the daemons' logs, then the
+# summary, then exit 1.
+lab_fatal() { # description [evidence]
+	local log
+	record FAIL "$1" "${2:-}"
+	for log in "${TOPO_DIR:-/nonexistent}"/*/*.out "${TOPO_DIR:-/nonexistent}"/*/*.log \
+		"${TOPO_DIR:-/nonexistent}"/loghost/*/*.log; do
+		[ -s "$log" ] && { echo "--- $log"; tail -n 15 "$log"; }
+	done
+	summary
+	exit 1
+}
