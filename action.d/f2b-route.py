@@ -44,6 +44,12 @@ from fail2ban.server.action import ActionBase
 # The version of `f2b-route serve`'s protocol this plugin speaks.
 PROTOCOL = "1"
 
+# At the jail's start, bans with less than this many seconds left are not
+# kept: fail2ban drops a restored ban that has expired by the time it gets
+# to it, without an unban, so a hold kept for it would stay. If still
+# valid, fail2ban's restore bans it again a moment later.
+RESTORE_MARGIN = 60
+
 
 class F2bRouteError(Exception):
     """f2b-route refused or failed a request, or could not be run."""
@@ -151,12 +157,25 @@ class Action(ActionBase):
         # serve reads f2b-route's config once: a new one, so that a reload
         # after a change of `protect` or `peers` applies it, as the shell
         # action's next command would. The bans and routes stay.
+        # Never raises: fail2ban reloads its jails one after the other, and
+        # an exception here would leave the rest half reloaded. A serve that
+        # cannot start (a broken config) is said once here; each ban then
+        # fails with f2b-route's error, as the shell action's would.
         with self._lock:
-            self._configure(f2b_route, config, state_dir, blocktype, timeout)
-            self._close()
-            self._spawn()
-            self._logSys.info("[%s] f2b-route: reloaded, serve started again (PID %d)",
-                              self._jail_name, self._proc.pid)
+            try:
+                self._configure(f2b_route, config, state_dir, blocktype, timeout)
+            except ValueError as e:
+                self._logSys.error("[%s] f2b-route: %s; the options before the reload are kept",
+                                   self._jail_name, e)
+            try:
+                self._close()
+                self._spawn()
+                self._logSys.info("[%s] f2b-route: reloaded, serve started again (PID %d)",
+                                  self._jail_name, self._proc.pid)
+            except Exception as e:
+                self._close()
+                self._logSys.error("[%s] f2b-route: reloaded, but serve does not start: %s",
+                                   self._jail_name, e)
 
     # --- the jail's start --------------------------------------------------
 
@@ -184,7 +203,7 @@ class Action(ActionBase):
         if bans is None:
             self._run_cli(args + ["--db", self._dbfile(), "--or-flush"])
         else:
-            self._run_cli(args + ["--stdin"], stdin="".join(b + "\n" for b in bans))
+            self._run_cli(args + ["--stdin"], stdin="".join(b + "\n" for b in bans) + "end\n")
 
     def _bans_to_restore(self):
         """The addresses fail2ban's restore (Jail.restoreCurrentBans) will ban
@@ -202,14 +221,17 @@ class Action(ActionBase):
         now = time.time()
         bans = []
         for ticket in db.getCurrentBans(jail=jail, forbantime=forbantime, correctBanTime=correct):
-            ip = str(ticket.getID())
-            if jail.filter.inIgnoreIPList(ticket.getID(), log_ignore=False):
+            # The address, as the restore takes it (0.11: getIP, later the ID).
+            ip = str(ticket.getIP() if hasattr(ticket, "getIP") else ticket.getID())
+            # The ticket itself, as 1.1's restore asks (ignorecommand and its
+            # cache key see the ticket's tags); 1.0 takes it too.
+            if jail.filter.inIgnoreIPList(ticket, log_ignore=False):
                 continue
             left = ticket.getBanTime(forbantime)
             since = now - ticket.getTime()
             if left != -1 and since > 0:
                 left -= since
-            if left != -1 and left <= 0:
+            if left != -1 and left <= RESTORE_MARGIN:
                 continue
             if ip and not any(c.isspace() for c in ip):
                 bans.append(ip)

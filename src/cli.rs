@@ -115,15 +115,16 @@ pub struct ReconcileArgs {
     /// Type of the routes added [default: the config's `type`, blackhole]
     #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub kind: Option<RouteKind>,
-    /// With --jail and --db: where the database cannot be read (fail2ban
-    /// keeps none, no such file, the jail not running there, another schema,
-    /// a damaged file), release the jail's holds as `flush --jail` does
-    /// instead of failing, and say so (actionstart)
+    /// With --jail and --db: where the database cannot say what fail2ban
+    /// will restore (it keeps none, no such file, the jail not running
+    /// there, another schema, a file not to be trusted), release the jail's
+    /// holds as `flush --jail` does instead of failing, and say so
+    /// (actionstart)
     #[arg(long, requires_all = ["jail", "db"])]
     pub or_flush: bool,
-    /// Take the jail's active bans from stdin, one address a line, instead
-    /// of asking fail2ban (the plugin's start passes what fail2ban's
-    /// restore will restore)
+    /// Take the jail's active bans from stdin, one address a line, then a
+    /// line `end`, instead of asking fail2ban (the plugin's start passes
+    /// what fail2ban's restore will restore)
     #[arg(long, requires = "jail", conflicts_with_all = ["socket", "db", "or_flush"])]
     pub stdin: bool,
 }

@@ -120,7 +120,8 @@ errors_in_f2b_log() {
 	grep -E ' (ERROR|CRITICAL) |Traceback' "$TOPO_F2B_LOG"
 }
 unexpected_errors() {
-	errors_in_f2b_log | grep -vF -e "exit code 3: refused $GUARDED: " -e "exit code 3: refused $GUARDED_AFTER_RELOAD: "
+	errors_in_f2b_log | grep -vF -e "exit code 3: refused $GUARDED: " -e "exit code 3: refused $GUARDED_AFTER_RELOAD: " \
+		-e "f2b-route: reloaded, but serve does not start: "
 }
 no_unexpected_errors() { [ -z "$(unexpected_errors)" ]; }
 errors_evidence() {
@@ -335,6 +336,27 @@ wait_for 10 f2b_log_has "[recidive] Unban $GUARDED_AFTER_RELOAD"
 topo_f2b set triton banip 2001:db8:a::42 >/dev/null
 assert 10 "reload: a ban after it works" \
 	kernel_evidence -- kernel_is 203.0.113.40 203.0.113.41 2001:db8:a::42
+
+# A reload while f2b-route's config is broken: serve cannot start, which the
+# plugin says; fail2ban's reload must still finish (an exception from an
+# action's reload would stop it half way). Mended and reloaded: serving.
+# ([recidive] follows [triton]'s ban first: no ban is to come meanwhile.)
+wait_for 10 all_held_by recidive,triton 2001:db8:a::42
+wait_for 15 f2b_log_settled
+cp "$TOPO_TOML" "$TOPO_DIR/f2b-route.toml.good"
+echo 'protect = "not a list"' >>"$TOPO_TOML"
+reloads=$(f2b_log_count "Reload finished")
+topo_f2b reload >/dev/null
+reload_finished() { [ "$(f2b_log_count "Reload finished")" -gt "$reloads" ]; }
+broken_reload() { reload_finished && f2b_log_has "reloaded, but serve does not start" && serve_jails_are ""; }
+assert 15 "reload with a broken f2b-route config: fail2ban's reload finishes, the plugin says serve does not start" \
+	log_lines "$TOPO_F2B_LOG" "serve does not start" 2 -- broken_reload
+cp "$TOPO_DIR/f2b-route.toml.good" "$TOPO_TOML"
+reloads=$(f2b_log_count "Reload finished")
+topo_f2b reload >/dev/null
+mended() { reload_finished && serve_jails_are "recidive triton " && routes_equal_these_bans "$(lines 203.0.113.40 203.0.113.41 2001:db8:a::42)"; }
+assert 15 "config mended, reloaded: a serve per jail again, the bans kept" \
+	serve_evidence -- mended
 
 # --- graceful restart, kill -9 and restart (restore) ----------------------------
 

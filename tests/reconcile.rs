@@ -408,7 +408,7 @@ fn the_bans_to_restore_can_be_given_on_stdin() {
     let r = ns
         .f2b_stdin(
             &["reconcile", "--jail", "sshd", "--stdin"],
-            Some("198.51.100.2\n2001:db8::3\n\nnot-an-ip\n"),
+            Some("198.51.100.2\n2001:db8::3\n\nnot-an-ip\nend\n"),
         )
         .ok();
     let mut lines: Vec<&str> = r.stdout.lines().collect();
@@ -431,8 +431,21 @@ fn the_bans_to_restore_can_be_given_on_stdin() {
             .collect(),
         "{r}"
     );
-    // Only for one jail, and from no other source too.
+    // A list cut short (no `end`, or a last line without its line end, as
+    // 198.51.100.1 of 198.51.100.123) changes nothing.
     let before = ns.routes();
+    for cut in [
+        "198.51.100.2\n",
+        "198.51.100.2\n198.51.100.1",
+        "end\n198.51.100.9\n",
+    ] {
+        let r = ns
+            .f2b_stdin(&["reconcile", "--jail", "sshd", "--stdin"], Some(cut))
+            .code(Exit::Fail2ban as i32);
+        assert_eq!(r.stderr_lines().len(), 1, "{r}");
+        ns.assert_unchanged(&before, &r);
+    }
+    // Only for one jail, and from no other source too.
     for args in [
         &["reconcile", "--stdin"][..],
         &[

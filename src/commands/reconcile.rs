@@ -51,10 +51,17 @@ pub async fn run(ctx: &mut Ctx, args: &ReconcileArgs) -> Result<()> {
     };
     let out = match bans.reconcile(scope, kind, args.dry_run, read).await {
         Ok(out) => out,
-        // actionstart's fallback: whatever keeps fail2ban's database from
-        // being read (none kept, a stale path, a schema of another version,
-        // a damaged file), the jail's holds are released as before.
-        Err(service::Error::Fail2ban(e)) if args.or_flush => {
+        // actionstart's fallback: where fail2ban's database cannot say what
+        // it will restore (none kept, a stale path, a schema of another
+        // version, a file not to be trusted), the jail's holds are released
+        // as before. A passing failure (the database busy, an I/O error)
+        // stays an error, and the routes stay.
+        Err(service::Error::Fail2ban(
+            e @ (fail2ban::Error::NoDatabase { .. }
+            | fail2ban::Error::JailNotRunning { .. }
+            | fail2ban::Error::Schema { .. }
+            | fail2ban::Error::Untrusted { .. }),
+        )) if args.or_flush => {
             let jail = jail.unwrap_or_default();
             if args.dry_run {
                 ctx.out.warning(&format!(

@@ -85,8 +85,14 @@ impl Active {
 /// The most `read_given` reads: a million addresses and more.
 const GIVEN_MAX: u64 = 64 << 20;
 
+/// The line that ends a list given on stdin: without it, the list may have
+/// been cut short (its writer killed), and a reconcile would release the
+/// bans that did not arrive.
+pub const GIVEN_END: &str = "end";
+
 /// `jail`'s bans as fail2ban's plugin hands them over: one a line on
-/// `input` (what fail2ban's restore will restore, as it reads them).
+/// `input` (what fail2ban's restore will restore, as it reads them), each
+/// line ended, the last one `end`.
 pub fn read_given(jail: &str, input: impl std::io::Read) -> Result<Active, Error> {
     use std::io::BufRead;
     let mut active = Active::new(Origin::Stdin);
@@ -94,6 +100,7 @@ pub fn read_given(jail: &str, input: impl std::io::Read) -> Result<Active, Error
     let mut input = std::io::BufReader::new(input.take(GIVEN_MAX + 1));
     let mut line = String::new();
     let mut read = 0u64;
+    let mut ended = false;
     loop {
         line.clear();
         let n = input
@@ -109,10 +116,27 @@ pub fn read_given(jail: &str, input: impl std::io::Read) -> Result<Active, Error
                 GIVEN_MAX >> 20
             )));
         }
-        let id = line.trim();
-        if !id.is_empty() {
+        if ended {
+            return Err(Error::Given(format!("more after the `{GIVEN_END}` line")));
+        }
+        // A last line without its line end may be cut short
+        // (198.51.100.12 of 198.51.100.123).
+        let Some(id) = line.strip_suffix('\n') else {
+            return Err(Error::Given(format!(
+                "the last line has no line end: the list was cut short (it ends with a `{GIVEN_END}` line)"
+            )));
+        };
+        let id = id.trim();
+        if id == GIVEN_END {
+            ended = true;
+        } else if !id.is_empty() {
             active.ban(jail, id);
         }
+    }
+    if !ended {
+        return Err(Error::Given(format!(
+            "no `{GIVEN_END}` line: the list was cut short"
+        )));
     }
     Ok(active)
 }
