@@ -201,7 +201,7 @@ class Action(ActionBase):
                                  " f2b-route reads fail2ban's database itself", self._jail_name, e)
             bans = None
         if bans is None:
-            self._run_cli(args + ["--db", self._dbfile(), "--or-flush"])
+            self._run_cli(args + ["--db", self._dbfile(), "--min-left", str(RESTORE_MARGIN), "--or-flush"])
         else:
             self._run_cli(args + ["--stdin"], stdin="".join(b + "\n" for b in bans) + "end\n")
 

@@ -122,6 +122,11 @@ pub struct ReconcileArgs {
     /// (actionstart)
     #[arg(long, requires_all = ["jail", "db"])]
     pub or_flush: bool,
+    /// With --db: only bans with at least this long left count
+    /// (actionstart: 60; fail2ban's restore drops a ban that has expired by
+    /// the time it gets to it, without an unban, and its hold would stay)
+    #[arg(long, value_name = "SECONDS", requires = "db", default_value_t = 0)]
+    pub min_left: u64,
     /// Take the jail's active bans from stdin, one address a line, then a
     /// line `end`, instead of asking fail2ban (the plugin's start passes
     /// what fail2ban's restore will restore)

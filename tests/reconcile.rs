@@ -391,11 +391,51 @@ fn only_the_jails_fail2ban_runs_count_in_its_database() {
         ])
         .ok();
     assert!(r.stderr.contains("releasing the holds of web"), "{r}");
+    // A file sqlite finds no database (damaged by a kill -9 mid-write, say):
+    // exit 7, or with --or-flush the flush.
+    ns.f2b(&["add", "--jail", "web", "198.51.100.2"]).ok();
+    let damaged = ns.dir.join("damaged.sqlite3");
+    std::fs::write(&damaged, vec![0x5a; 8192]).unwrap();
+    let before = ns.routes();
+    let db_args = ["reconcile", "--jail", "web", "--db", path_str(&damaged)];
+    let r = ns.f2b(&db_args).code(Exit::Fail2ban as i32);
+    ns.assert_unchanged(&before, &r);
+    let r = ns.f2b(&[&db_args[..], &["--or-flush"]].concat()).ok();
+    assert!(r.stderr.contains("releasing the holds of web"), "{r}");
     assert_eq!(
         ns.owned_prefixes(),
         ["198.51.100.1/32".to_string()].into_iter().collect(),
         "{r}"
     );
+}
+
+#[test]
+fn min_left_leaves_bans_about_to_end_to_the_restore() {
+    let ns = Netns::new();
+    used_once(&ns, "sshd");
+    let db = database(
+        &ns,
+        4,
+        &[
+            ("sshd", "198.51.100.1", 570, 600), // 30 s left
+            ("sshd", "198.51.100.2", 60, 600),  // 540 s left
+        ],
+    );
+    let args = ["reconcile", "--jail", "sshd", "--db", path_str(&db)];
+    let r = ns
+        .f2b(&[&args[..], &["--min-left", "60", "--dry-run"]].concat())
+        .ok();
+    let mut lines: Vec<&str> = r.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["hold 198.51.100.2 sshd", "route 198.51.100.2"],
+        "{r}"
+    );
+    let r = ns.f2b(&[&args[..], &["--dry-run"]].concat()).ok();
+    assert_eq!(r.stdout.lines().count(), 4, "{r}");
+    // Only with --db.
+    ns.f2b(&["reconcile", "--min-left", "60"]).code(EXIT_USAGE);
 }
 
 #[test]

@@ -182,7 +182,7 @@ expect_cmd triton route actionban 'f2b-route add --jail triton --type blackhole 
 expect_cmd triton route actionunban 'f2b-route del --jail triton -- "<ip>"'
 expect_cmd triton route actionflush 'f2b-route flush --jail triton'
 expect_cmd triton route actionstop 'f2b-route flush --jail triton'
-expect_cmd triton route actionstart 'f2b-route check --repair && f2b-route reconcile --jail triton --type blackhole --db "/var/lib/fail2ban/fail2ban.sqlite3" --or-flush >/dev/null'
+expect_cmd triton route actionstart 'f2b-route check --repair && f2b-route reconcile --jail triton --type blackhole --db "/var/lib/fail2ban/fail2ban.sqlite3" --min-left 60 --or-flush >/dev/null'
 expect_cmd triton route actioncheck 'f2b-route check'
 expect_cmd triton route actionrepair 'f2b-route check --repair'
 expect_cmd named f2b-route actionban "$F2B/f2b-route --state-dir $F2B/state add --jail named --type unreachable -- \"<ip>\""
@@ -259,7 +259,7 @@ expected:
 $want"
 }
 start_f2b
-START_CALLS=('check --repair' "reconcile --jail triton --type blackhole --db $F2B/db --or-flush")
+START_CALLS=('check --repair' "reconcile --jail triton --type blackhole --db $F2B/db --min-left 60 --or-flush")
 calls_are "${START_CALLS[@]}"
 client set triton banip 198.51.100.7 2001:db8:5::7
 calls_are 'add --jail triton --type blackhole -- 198.51.100.7' 'add --jail triton --type blackhole -- 2001:db8:5::7'

@@ -37,6 +37,7 @@ pub async fn run(ctx: &mut Ctx, args: &ReconcileArgs) -> Result<()> {
     let kind = args.kind.unwrap_or(ctx.config.route_type);
     let (socket, db, jail_owned) = (args.socket.clone(), args.db.clone(), args.jail.clone());
     let given = args.stdin;
+    let min_left = args.min_left;
     let read = move || -> std::result::Result<Active, fail2ban::Error> {
         let now = ledger::now();
         let jail = jail_owned.as_deref();
@@ -45,7 +46,8 @@ pub async fn run(ctx: &mut Ctx, args: &ReconcileArgs) -> Result<()> {
         }
         match (socket, db) {
             (Some(path), _) => socket::read(&path, jail),
-            (None, Some(path)) => db::read(&path, jail, now),
+            // A ban with less than min_left left counts as over already.
+            (None, Some(path)) => db::read(&path, jail, now.saturating_add(min_left)),
             (None, None) => fail2ban::read_default(jail, now),
         }
     };
@@ -53,15 +55,10 @@ pub async fn run(ctx: &mut Ctx, args: &ReconcileArgs) -> Result<()> {
         Ok(out) => out,
         // actionstart's fallback: where fail2ban's database cannot say what
         // it will restore (none kept, a stale path, a schema of another
-        // version, a file not to be trusted), the jail's holds are released
-        // as before. A passing failure (the database busy, an I/O error)
-        // stays an error, and the routes stay.
-        Err(service::Error::Fail2ban(
-            e @ (fail2ban::Error::NoDatabase { .. }
-            | fail2ban::Error::JailNotRunning { .. }
-            | fail2ban::Error::Schema { .. }
-            | fail2ban::Error::Untrusted { .. }),
-        )) if args.or_flush => {
+        // version, a file not to be trusted or damaged), the jail's holds
+        // are released as before. A passing failure (the database busy, an
+        // I/O error) stays an error, and the routes stay.
+        Err(service::Error::Fail2ban(e)) if args.or_flush && e.database_cannot_say() => {
             let jail = jail.unwrap_or_default();
             if args.dry_run {
                 ctx.out.warning(&format!(

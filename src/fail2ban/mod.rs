@@ -228,6 +228,26 @@ impl Error {
     pub fn is_schema(&self) -> bool {
         matches!(self, Error::Schema { .. })
     }
+
+    /// Whether the database cannot say what fail2ban will restore, and
+    /// will not later either: none kept, the jail not run there, another
+    /// schema, a file not to be trusted, or one sqlite finds damaged. Not a
+    /// passing failure (busy, locked, an I/O error): asked again, it may
+    /// answer.
+    pub fn database_cannot_say(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            Error::NoDatabase { .. }
+            | Error::JailNotRunning { .. }
+            | Error::Schema { .. }
+            | Error::Untrusted { .. } => true,
+            Error::Database {
+                source: Some(rusqlite::Error::SqliteFailure(f, _)),
+                ..
+            } => matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase),
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
