@@ -39,6 +39,8 @@ TOPO_KEEP=${KEEP:-}
 source tests/lib/topology.sh
 # shellcheck source=tests/lib/assert.sh
 source tests/lib/assert.sh
+# shellcheck source=tests/lib/witness.sh
+source tests/lib/witness.sh
 TOPO_BIN=$(f2b_route_bin)
 
 START=$SECONDS
@@ -50,63 +52,14 @@ fatal() { lab_fatal "$@"; }
 
 # --- witnesses and conditions --------------------------------------------
 
-lines() { printf '%s\n' "$@" | grep . | sort; }
 # The marker routes in the log host's kernel are exactly these addresses
 # (the protected ones added by hand aside).
 kernel_is() { [ "$(topo_kernel_routes | grep -vxF -f <(printf '%s\n' "${HAND_PROTECTED[@]}"))" = "$(lines "$@")" ]; }
-# ... and the firewall's RIB holds exactly their prefixes.
-routes_are() { kernel_is "$@" && rib_is "$@"; }
 lh_show() { if [[ $1 == *:* ]]; then ip -n "$TOPO_NS_LH" -6 route show "$1"; else ip -n "$TOPO_NS_LH" route show "$1"; fi; }
-rib_is() {
-	local want=() a
-	for a; do want+=("$(topo_prefix "$a")"); done
-	[ "$(topo_rib)" = "$(lines "${want[@]}")" ]
-}
-# Every prefix in the RIB carries BLACKHOLE and NO_EXPORT.
-rib_tagged() {
-	local n
-	n=$(topo_rib_count)
-	[ "$n" -gt 0 ] && [ "$(topo_rib_communities | grep -c ' BLACKHOLE NO_EXPORT$')" = "$n" ]
-}
-# The RIB holds exactly these addresses' prefixes, each tagged.
-rib_is_tagged() { rib_is "$@" && rib_tagged; }
-f2b_log_has() { grep -qF -- "$1" "$TOPO_F2B_LOG"; }
 remote_log_count() { grep -cF -- "$1" "$TOPO_REMOTE_LOG" || true; }
 remote_log_at_least() { [ "$(remote_log_count "$2")" -ge "$1" ]; } # count text
-holds() { topo_f2b_route list --json | jq -r --arg a "$1" 'select(.address == $a) | .jails | join(",")'; }
-holds_are() { [ "$(holds "$1")" = "$2" ]; }
-all_held_by() { # jails address...
-	local jails=$1 a
-	shift
-	for a; do holds_are "$a" "$jails" || return 1; done
-}
-kernel_evidence() {
-	echo "log host kernel, ip -j route show proto 252:"
-	{
-		ip -n "$TOPO_NS_LH" -j -4 route show proto 252
-		ip -n "$TOPO_NS_LH" -j -6 route show proto 252
-	} | jq -c '.[] | {dst, type, metric}'
-}
-rib_evidence() {
-	echo "firewall, bgpctl show rib table blackhole detail (prefix, communities):"
-	topo_rib_communities
-	[ "$(topo_rib_count)" != 0 ] || echo "(empty)"
-}
-banned_evidence() { echo "fail2ban, banned in any jail: $(topo_banned | tr '\n' ' ')"; }
-bans_kernel_rib_evidence() { banned_evidence; kernel_evidence; rib_evidence; }
-# The routes with our marker, minus the protected ones added by hand, are
-# exactly the addresses fail2ban has banned; the firewall has exactly those.
-routes_equal_bans() {
-	local bans
-	mapfile -t bans < <(topo_banned) || return 1
-	routes_are "${bans[@]}"
-}
-# ... and fail2ban bans N addresses.
+# Routes equal bans, and fail2ban bans N addresses.
 routes_equal_n_bans() { routes_equal_bans && [ "$(topo_banned | wc -l)" = "$1" ]; }
-# ... and the bans are exactly these lines (topo_banned's output).
-routes_equal_these_bans() { routes_equal_bans && [ "$(topo_banned)" = "$1" ]; }
-# Prints the lines of FILE with the fixed string TEXT, the last N of them.
-log_lines() { grep -F -- "$2" "$1" | tail -n "${3:-1000}"; } # file text [n]
 errors_in_f2b_log() { grep -E ' (ERROR|CRITICAL) |Traceback' "$TOPO_F2B_LOG"; }
 no_errors_in_f2b_log() { ! errors_in_f2b_log >/dev/null; }
 
@@ -165,7 +118,6 @@ record "$verdict" "openbgpd: the full template fails bgpd -n on pftable support 
 record PASS "openbgpd: the --no-pftable config passes bgpd -n" "$(cat "$TOPO_FW/check.out")"
 
 topo_start_all 2>>"$SETUP_ERR" || fatal "daemons start (OpenBGPD, zebra, bgpd, rsyslog x2, sshd, fail2ban)" "$(cat "$SETUP_ERR")"
-neighbor_evidence() { topo_bgpctl show neighbor "$TOPO_LH4" | grep -E "BGP state|Description"; }
 assert 30 "bgp: session log host (FRR) <-> firewall (OpenBGPD) established" \
 	neighbor_evidence -- topo_bgp_established
 
@@ -331,7 +283,6 @@ assert 0 "no unban window: kill -9 and restart keep every ban in the firewall's 
 # After the crash, one ban ends: the route goes (the stock action, whose
 # re-ban failed with "File exists", would leave it for ever).
 topo_f2b unban 203.0.113.50 >/dev/null
-not_in_rib() { ! topo_rib | grep -qxF "$1"; }
 routes_equal_bans_without_prefix() { routes_equal_bans && not_in_rib "$1"; }
 assert 10 "after kill -9 and restart, unban still withdraws" \
 	log_kernel_rib_evidence "Unban 203.0.113.50" 2 -- routes_equal_bans_without_prefix 203.0.113.50/32
@@ -392,8 +343,6 @@ not_ours_evidence() {
 }
 assert 0 "bgp: the foreign and protected routes were never advertised; the foreign ones are still in the kernel" \
 	not_ours_evidence -- never_advertised
-session_evidence() { grep -E "state change" "$TOPO_FW/bgpd.log" | cut -d" " -f3-; }
-session_never_dropped() { ! grep -q "state change Established ->" "$TOPO_FW/bgpd.log"; }
 assert 0 "bgp: the session stayed up the whole run" \
 	session_evidence -- session_never_dropped
 

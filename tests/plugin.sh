@@ -34,6 +34,8 @@ TOPO_KEEP=${KEEP:-}
 source tests/lib/topology.sh
 # shellcheck source=tests/lib/assert.sh
 source tests/lib/assert.sh
+# shellcheck source=tests/lib/witness.sh
+source tests/lib/witness.sh
 TOPO_BIN=$(f2b_route_bin)
 
 START=$SECONDS
@@ -45,49 +47,8 @@ fatal() { lab_fatal "$@"; }
 
 # --- witnesses and conditions --------------------------------------------
 
-lines() { printf '%s\n' "$@" | grep . | sort; }
 kernel_is() { [ "$(topo_kernel_routes)" = "$(lines "$@")" ]; }
-rib_is() {
-	local want=() a
-	for a; do want+=("$(topo_prefix "$a")"); done
-	[ "$(topo_rib)" = "$(lines "${want[@]}")" ]
-}
-routes_are() { kernel_is "$@" && rib_is "$@"; }
-rib_tagged() {
-	local n
-	n=$(topo_rib_count)
-	[ "$n" -gt 0 ] && [ "$(topo_rib_communities | grep -c ' BLACKHOLE NO_EXPORT$')" = "$n" ]
-}
-f2b_log_has() { grep -qF -- "$1" "$TOPO_F2B_LOG"; }
 f2b_log_count() { grep -cF -- "$1" "$TOPO_F2B_LOG" || true; }
-holds() { topo_f2b_route list --json | jq -r --arg a "$1" 'select(.address == $a) | .jails | join(",")'; }
-holds_are() { [ "$(holds "$1")" = "$2" ]; }
-all_held_by() { # jails address...
-	local jails=$1 a
-	shift
-	for a; do holds_are "$a" "$jails" || return 1; done
-}
-kernel_evidence() {
-	echo "log host kernel, ip -j route show proto 252:"
-	{
-		ip -n "$TOPO_NS_LH" -j -4 route show proto 252
-		ip -n "$TOPO_NS_LH" -j -6 route show proto 252
-	} | jq -c '.[] | {dst, type, metric}'
-}
-rib_evidence() {
-	echo "firewall, bgpctl show rib table blackhole detail (prefix, communities):"
-	topo_rib_communities
-	[ "$(topo_rib_count)" != 0 ] || echo "(empty)"
-}
-banned_evidence() { echo "fail2ban, banned in any jail: $(topo_banned | tr '\n' ' ')"; }
-bans_kernel_rib_evidence() { banned_evidence; kernel_evidence; rib_evidence; }
-routes_equal_bans() {
-	local bans
-	mapfile -t bans < <(topo_banned) || return 1
-	routes_are "${bans[@]}"
-}
-routes_equal_these_bans() { routes_equal_bans && [ "$(topo_banned)" = "$1" ]; }
-log_lines() { grep -F -- "$2" "$1" | tail -n "${3:-1000}"; } # file text [n]
 log_kernel_rib_evidence() { log_lines "$TOPO_F2B_LOG" "$1" "${2:-1000}"; kernel_evidence; rib_evidence; }
 f2b_log_settled() {
 	local size
@@ -188,7 +149,6 @@ check "fail2ban: banaction = f2b-route.py alone resolves to the plugin, which ta
 	one_line_evidence -- one_line_form_works
 
 topo_start_all 2>>"$SETUP_ERR" || fatal "daemons start (OpenBGPD, zebra, bgpd, rsyslog x2, sshd, fail2ban)" "$(cat "$SETUP_ERR")"
-neighbor_evidence() { topo_bgpctl show neighbor "$TOPO_LH4" | grep -E "BGP state|Description"; }
 assert 30 "bgp: session log host (FRR) <-> firewall (OpenBGPD) established" \
 	neighbor_evidence -- topo_bgp_established
 actions_evidence() {
@@ -217,7 +177,6 @@ attack() { # address
 attack "$AT4"
 assert 5 "kernel: blackhole $AT4/32 with f2b-route's marker, added through the plugin" \
 	kernel_evidence -- kernel_is "$AT4"
-rib_is_tagged() { rib_is "$@" && rib_tagged; }
 assert 10 "firewall: $AT4/32 in the RIB, tagged BLACKHOLE NO_EXPORT (sshd -> rsyslog -> fail2ban -> plugin -> FRR -> OpenBGPD)" \
 	rib_evidence -- rib_is_tagged "$AT4"
 attack "$AT6"
@@ -389,7 +348,6 @@ topo_gap_watch_stop kill9
 check "no unban window: kill -9 and restart keep every ban in the firewall's RIB and every route in the kernel (the plugin's start reconciles)" \
 	topo_gap_evidence kill9 "${before_prefixes[@]}" -- topo_no_gap kill9 "${before_prefixes[@]}"
 topo_f2b unban 203.0.113.41 >/dev/null
-not_in_rib() { ! topo_rib | grep -qxF "$1"; }
 withdrawn() { routes_equal_bans && not_in_rib 203.0.113.41/32 && ! topo_kernel_routes | grep -qxF 203.0.113.41; }
 assert 10 "after kill -9 and restart, unban still withdraws" \
 	log_kernel_rib_evidence "Unban 203.0.113.41" 2 -- withdrawn
@@ -414,8 +372,6 @@ rm -f "$TOPO_F2B_CONF/jail.d/zz-ignore.local"
 wait_for 15 f2b_log_settled
 check "fail2ban log: no ERROR, CRITICAL or Traceback but the guarded address' refusals" \
 	errors_evidence -- no_unexpected_errors
-session_evidence() { grep -E "state change" "$TOPO_FW/bgpd.log" | cut -d" " -f3-; }
-session_never_dropped() { ! grep -q "state change Established ->" "$TOPO_FW/bgpd.log"; }
 check "bgp: the session stayed up the whole run" session_evidence -- session_never_dropped
 
 # --- tear-down -----------------------------------------------------------------
