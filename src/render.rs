@@ -220,19 +220,7 @@ fn render_frr(config: &Config, opts: &RenderOptions) -> Result<String, RenderErr
     let mut keep = config.peers.clone();
     keep.extend(&peers);
     let never = never_dropped(config, &keep);
-    let deny = |v6: bool| -> Vec<String> {
-        never
-            .iter()
-            .filter(|net| matches!(net, IpNet::V6(_)) == v6)
-            .zip((5u32..).step_by(5))
-            .map(|(net, seq)| match net {
-                IpNet::V4(_) => format!("ip prefix-list F2B-ROUTE-V4 seq {seq} deny {net} le 32"),
-                IpNet::V6(_) => {
-                    format!("ipv6 prefix-list F2B-ROUTE-V6 seq {seq} deny {net} le 128")
-                }
-            })
-            .collect()
-    };
+    let deny = |v6: bool| frr_denies(&never, "F2B-ROUTE", v6);
     let neighbors: Vec<String> = peers
         .iter()
         .map(|ip| format!(" neighbor {ip} peer-group FIREWALLS"))
@@ -302,6 +290,20 @@ fn render_openbgpd(config: &Config, opts: &RenderOptions) -> Result<String, Rend
             .collect();
     }
     Ok(header('#', Target::Openbgpd) + &text)
+}
+
+/// FRR's deny entries for what must never be dropped, of one family: the
+/// prefix-list `{name}-V4` or `{name}-V6`, sequence 5, 10, ...
+fn frr_denies(never: &[IpNet], name: &str, v6: bool) -> Vec<String> {
+    never
+        .iter()
+        .filter(|net| matches!(net, IpNet::V6(_)) == v6)
+        .zip((5u32..).step_by(5))
+        .map(|(net, seq)| match net {
+            IpNet::V4(_) => format!("ip prefix-list {name}-V4 seq {seq} deny {net} le 32"),
+            IpNet::V6(_) => format!("ipv6 prefix-list {name}-V6 seq {seq} deny {net} le 128"),
+        })
+        .collect()
 }
 
 /// What a Linux firewall's BGP daemon config is made of.
@@ -397,21 +399,7 @@ fn render_frr_firewall(config: &Config, opts: &RenderOptions) -> Result<String, 
         never,
     } = firewall_side(Target::FrrFirewall, config, opts)?;
     let (discard4, discard6) = discard_next_hops(&opts.discard, &never)?;
-    let deny = |v6: bool| -> Vec<String> {
-        never
-            .iter()
-            .filter(|net| matches!(net, IpNet::V6(_)) == v6)
-            .zip((5u32..).step_by(5))
-            .map(|(net, seq)| match net {
-                IpNet::V4(_) => {
-                    format!("ip prefix-list F2B-ROUTE-IN-V4 seq {seq} deny {net} le 32")
-                }
-                IpNet::V6(_) => {
-                    format!("ipv6 prefix-list F2B-ROUTE-IN-V6 seq {seq} deny {net} le 128")
-                }
-            })
-            .collect()
-    };
+    let deny = |v6: bool| frr_denies(&never, "F2B-ROUTE-IN", v6);
     let neighbors: Vec<String> = log_hosts
         .iter()
         .map(|ip| format!(" neighbor {ip} peer-group LOG-HOSTS"))
